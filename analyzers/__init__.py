@@ -1,0 +1,1 @@
+"""Analyzers: one module each, registered through the ``csi.analyzers`` entry-point group."""

@@ -1,0 +1,8 @@
+"""csi: forensic checkpoints of Kubernetes containers.
+
+The package is a library first: ``forensics.archive`` opens checkpoint
+archives and decodes CRIU images; the CLI in ``forensics.cli`` is a thin
+shell over it.
+"""
+
+__version__ = "0.1.0"

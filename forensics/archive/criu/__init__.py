@@ -1,0 +1,1 @@
+"""Our own CRIU image decoder (protobuf wire format + field tables from CRIU's images/*.proto)."""

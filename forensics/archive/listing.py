@@ -1,0 +1,108 @@
+"""Finding checkpoint archives in folders (``csi list``), cheaply.
+
+Only ``config.dump`` and ``spec.dump`` are needed, and both come first in
+every engine's archive: the tar is streamed (through any compression) and
+reading stops as soon as both are found, so a multi-GiB archive costs a few
+kilobytes of reading.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tarfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from forensics.archive.metadata import (
+    annotations_of,
+    container_info,
+    kubernetes_identity,
+    parse_json_object,
+)
+from forensics.archive.source import normalise_member_name, open_stream
+
+DEFAULT_DIR = "/var/lib/kubelet/checkpoints"
+_WANTED = ("config.dump", "spec.dump")
+_KUBELET_NAME = re.compile(
+    r"^checkpoint-(?P<rest>.+)-(?P<time>\d{4}-\d\d-\d\dT[0-9:.]+(Z|[+-]\d\d:\d\d))\.tar"
+)
+
+
+@dataclass(frozen=True)
+class ListedCheckpoint:
+    file: str
+    namespace: str | None
+    pod: str | None
+    container: str
+    engine: str
+    checkpointed: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def read_metadata(path: str) -> dict[str, dict[str, Any]]:
+    """config.dump and spec.dump of an archive, read by streaming; missing ones are absent."""
+    found: dict[str, dict[str, Any]] = {}
+    with open_stream(path) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+        for info in tar:
+            name = normalise_member_name(info.name)
+            if name in _WANTED and info.isfile() and info.size <= 64 << 20:
+                f = tar.extractfile(info)
+                if f is not None:
+                    found[name] = parse_json_object(f.read())
+            if len(found) == len(_WANTED) or (name or "").startswith("checkpoint/"):
+                break
+    return found
+
+
+def describe(path: str) -> ListedCheckpoint:
+    """Identify one archive; raises ValueError/OSError/TarError if it is not one."""
+    meta = read_metadata(path)
+    if not meta:
+        raise ValueError("no config.dump or spec.dump")
+    annotations = annotations_of(meta.get("spec.dump", {}))
+    info = container_info(meta.get("config.dump", {}), annotations)
+    k8s = kubernetes_identity(annotations)
+    when = info.checkpointed
+    if not when:
+        match = _KUBELET_NAME.match(os.path.basename(path))
+        when = match.group("time") if match else _mtime(path)
+    return ListedCheckpoint(
+        file=os.path.basename(path),
+        namespace=k8s.namespace,
+        pod=k8s.pod,
+        container=k8s.container or info.name,
+        engine=info.engine,
+        checkpointed=when,
+    )
+
+
+def _mtime(path: str) -> str:
+    moment = datetime.fromtimestamp(os.stat(path).st_mtime, UTC).replace(microsecond=0)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def scan(folders: list[str]) -> tuple[list[ListedCheckpoint], list[str]]:
+    """The checkpoint archives directly inside ``folders``, newest first, and warnings."""
+    found: list[ListedCheckpoint] = []
+    warnings: list[str] = []
+    for folder in folders:
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError as exc:
+            warnings.append(f"{folder}: cannot list ({exc.strerror})")
+            continue
+        for name in names:
+            path = os.path.join(folder, name)
+            if not os.path.isfile(path):
+                continue
+            try:
+                found.append(describe(path))
+            except (OSError, ValueError, tarfile.TarError, EOFError) as exc:
+                if name.startswith("checkpoint-") or name.endswith((".tar", ".tar.zst", ".tar.gz")):
+                    warnings.append(f"{path}: not a readable checkpoint archive ({exc})")
+    found.sort(key=lambda c: c.checkpointed, reverse=True)
+    return found, warnings

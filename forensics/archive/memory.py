@@ -1,0 +1,187 @@
+"""The memory layer: a process's virtual addresses -> bytes in ``pages-N.img``.
+
+``pagemap-<pid>.img`` holds a ``pagemap_head{pages_id}`` and then
+``pagemap_entry`` records. CRIU 4.2 writes the page count in field 5
+(``nr_pages``) and leaves field 2 (``compat_nr_pages``) at 0; older CRIU
+writes only field 2. Entries without flags are present (``PE_PRESENT``),
+``in_parent`` means ``PE_PARENT``. Only present entries have bytes in the
+pages file, back to back in pagemap order. Analyzers read memory only
+through :class:`ProcessMemory`.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from forensics.archive.criu.image import entries
+from forensics.archive.criu.messages import (
+    PAGEMAP_ENTRY,
+    PAGEMAP_HEAD,
+    PE_PARENT,
+    PE_PRESENT,
+)
+from forensics.archive.criu.wire import WireError, decode
+from forensics.errors import CriuImageError
+
+if TYPE_CHECKING:
+    from forensics.archive.source import ArchiveSource, Member
+
+PAGE_SIZE = 4096
+MAX_STRING_AREA = 16 << 20  # argv/envp areas larger than this are not read
+
+
+@dataclass(frozen=True)
+class PagemapEntry:
+    """One decoded pagemap entry, with the count rule applied."""
+
+    vaddr: int
+    nr_pages: int
+    flags: int
+
+    @property
+    def present(self) -> bool:
+        return bool(self.flags & PE_PRESENT)
+
+
+@dataclass(frozen=True)
+class Pagemap:
+    pages_id: int
+    entries: tuple[PagemapEntry, ...]
+
+    @property
+    def present_pages(self) -> int:
+        return sum(e.nr_pages for e in self.entries if e.present)
+
+
+def entry_from_fields(fields: dict[str, Any]) -> PagemapEntry:
+    """Apply DESIGN.md's rule: field 5 if present, else field 2; flags default."""
+    nr_pages = fields["nr_pages"] if "nr_pages" in fields else fields.get("compat_nr_pages", 0)
+    if "flags" in fields:
+        flags = fields["flags"]
+    elif fields.get("in_parent"):
+        flags = PE_PARENT
+    else:
+        flags = PE_PRESENT
+    return PagemapEntry(vaddr=fields.get("vaddr", 0), nr_pages=nr_pages, flags=flags)
+
+
+def parse_pagemap(name: str, data: bytes) -> Pagemap:
+    """Decode a ``pagemap-N.img``."""
+    pages_id: int | None = None
+    out: list[PagemapEntry] = []
+    for offset, payload in entries(name, data, "pagemap"):
+        try:
+            if pages_id is None:
+                pages_id = decode(PAGEMAP_HEAD, payload).get("pages_id", 0)
+                continue
+            out.append(entry_from_fields(decode(PAGEMAP_ENTRY, payload)))
+        except WireError as exc:
+            raise CriuImageError(name, f"malformed pagemap entry: {exc}", offset=offset) from None
+    if pages_id is None:
+        raise CriuImageError(name, "pagemap has no head entry")
+    return Pagemap(pages_id=pages_id, entries=tuple(out))
+
+
+@dataclass(frozen=True)
+class Run:
+    """Present pages: [vaddr, vaddr + size) stored at ``offset`` in the pages file."""
+
+    vaddr: int
+    size: int
+    offset: int
+
+    @property
+    def end(self) -> int:
+        return self.vaddr + self.size
+
+
+class ProcessMemory:
+    """Read a checkpointed process's memory by virtual address."""
+
+    def __init__(
+        self,
+        source: ArchiveSource,
+        pages: Member | None,
+        pagemap: Pagemap,
+        *,
+        label: str,
+        page_size: int = PAGE_SIZE,
+    ) -> None:
+        self._source = source
+        self._pages = pages
+        self.label = label
+        self.page_size = page_size
+        self.warnings: list[str] = []
+        available = pages.size if pages is not None else 0
+        runs: list[Run] = []
+        offset = 0
+        for entry in pagemap.entries:
+            if not entry.present:
+                continue
+            size = entry.nr_pages * page_size
+            if offset + size > available:
+                self.warnings.append(
+                    f"{label}: pagemap entry at 0x{entry.vaddr:x} ({entry.nr_pages} pages) points "
+                    f"past the end of pages-{pagemap.pages_id}.img ({available} bytes); "
+                    "the rest of this process's memory is unreadable"
+                )
+                break
+            runs.append(Run(entry.vaddr, size, offset))
+            offset += size
+        runs.sort(key=lambda r: r.vaddr)
+        self.runs: tuple[Run, ...] = tuple(runs)
+        self._starts = [r.vaddr for r in self.runs]
+        self.present_bytes = offset
+
+    def _run_at(self, addr: int) -> Run | None:
+        i = bisect.bisect_right(self._starts, addr) - 1
+        if i >= 0 and addr < self.runs[i].end:
+            return self.runs[i]
+        return None
+
+    def read(self, addr: int, size: int) -> bytes:
+        """Read ``size`` bytes at ``addr``; pages not in the checkpoint read as zeros."""
+        out = bytearray()
+        end = addr + size
+        while addr < end:
+            run = self._run_at(addr)
+            if run is None:
+                i = bisect.bisect_right(self._starts, addr)
+                gap_end = min(end, self.runs[i].vaddr) if i < len(self.runs) else end
+                out += bytes(gap_end - addr)
+                addr = gap_end
+                continue
+            take = min(end, run.end) - addr
+            assert self._pages is not None
+            out += self._source.pread(self._pages, run.offset + (addr - run.vaddr), take)
+            addr += take
+        return bytes(out)
+
+    def is_mapped(self, addr: int) -> bool:
+        return self._run_at(addr) is not None
+
+    def read_strings(self, start: int, end: int) -> tuple[str, ...] | None:
+        """The NUL-separated strings in [start, end) (argv, envp); None if unreadable."""
+        if end <= start or end - start > MAX_STRING_AREA:
+            return () if end == start else None
+        if not self.is_mapped(start):
+            return None
+        raw = self.read(start, end - start)
+        parts = raw.split(b"\0")
+        if parts and parts[-1] == b"":
+            parts.pop()
+        return tuple(p.decode("utf-8", errors="backslashreplace") for p in parts)
+
+    def iter_chunks(self, chunk: int = 4 << 20) -> Iterator[tuple[int, bytes]]:
+        """Yield (vaddr, bytes) over all present memory, ``chunk`` bytes at a time."""
+        assert chunk > 0
+        for run in self.runs:
+            done = 0
+            while done < run.size:
+                take = min(chunk, run.size - done)
+                assert self._pages is not None
+                yield run.vaddr + done, self._source.pread(self._pages, run.offset + done, take)
+                done += take

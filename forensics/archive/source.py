@@ -1,0 +1,369 @@
+"""Opening a checkpoint archive: compression sniffing, an in-place tar index.
+
+An uncompressed tar (what the kubelet writes) is never extracted: we index
+its members once (name -> data offset, size) and read them with ``pread``.
+A compressed one (Podman exports zstd by default) is decompressed once,
+streaming, into a private temporary file that is then read the same way.
+The archive's sha256 is taken from the bytes as given, in a background
+thread for plain tars (hashlib releases the GIL) and in the same pass as the
+decompression otherwise. The archive itself is only ever opened read-only.
+"""
+
+from __future__ import annotations
+
+import bz2
+import contextlib
+import gzip
+import hashlib
+import io
+import lzma
+import os
+import posixpath
+import shutil
+import stat
+import tarfile
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any, cast
+
+from forensics.errors import ArchiveError
+
+CHUNK = 1 << 20
+MAX_METADATA_MEMBER = 64 << 20  # JSON and CRIU images larger than this are refused
+
+Progress = Callable[[int, int], None]
+"""Called as ``progress(done_bytes, total_bytes)`` while decompressing."""
+
+_MAGICS: list[tuple[bytes, str]] = [
+    (b"\x1f\x8b", "gzip"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"BZh", "bzip2"),
+]
+
+_KINDS = {
+    tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file", tarfile.CONTTYPE: "file",
+    tarfile.DIRTYPE: "dir", tarfile.SYMTYPE: "symlink", tarfile.LNKTYPE: "hardlink",
+    tarfile.CHRTYPE: "chardev", tarfile.BLKTYPE: "blockdev", tarfile.FIFOTYPE: "fifo",
+}
+_TYPE_BITS = {
+    "file": stat.S_IFREG, "dir": stat.S_IFDIR, "symlink": stat.S_IFLNK, "hardlink": stat.S_IFREG,
+    "chardev": stat.S_IFCHR, "blockdev": stat.S_IFBLK, "fifo": stat.S_IFIFO,
+}
+
+
+def sniff_compression(head: bytes) -> str:
+    """Name the compression of a file from its first bytes ('none' for a plain tar)."""
+    for magic, name in _MAGICS:
+        if head.startswith(magic):
+            return name
+    return "none"
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member of a tar, located in place."""
+
+    name: str  # normalised: no leading "./" or trailing "/"
+    kind: str  # file, dir, symlink, hardlink, chardev, blockdev, fifo
+    offset: int  # of the data, in the (decompressed) tar file
+    size: int
+    mode: int  # st_mode, type bits included
+    mtime: int
+    linkname: str = ""
+
+
+def normalise_member_name(name: str) -> str | None:
+    """Return the member name without ``./`` and trailing ``/``; None if it is unsafe.
+
+    Unsafe names (absolute, or with a ``..`` component) are never used as
+    paths: csi reports them and leaves them alone.
+    """
+    while name.startswith("./"):
+        name = name[2:]
+    name = name.rstrip("/")
+    if name in ("", "."):
+        return "."
+    if name.startswith("/") or ".." in name.split("/"):
+        return None
+    return posixpath.normpath(name)
+
+
+def index_tar(fileobj: IO[bytes], label: str, size: int) -> tuple[dict[str, Member], list[str]]:
+    """Index a plain tar read from ``fileobj`` (of ``size`` bytes) without reading data.
+
+    Returns the members by normalised name and warnings for members that are
+    unsafe or cut short. Raises :class:`ArchiveError` when not even the
+    first header can be read.
+    """
+    members: dict[str, Member] = {}
+    warnings: list[str] = []
+    try:
+        tar = tarfile.open(fileobj=fileobj, mode="r:")  # noqa: SIM115 - closed below
+    except tarfile.TarError as exc:
+        raise ArchiveError(label, "not a tar archive", why=str(exc)) from None
+    try:
+        while True:
+            try:
+                info = tar.next()
+            except tarfile.TarError as exc:
+                warnings.append(f"{label}: tar ends early after {len(members)} members ({exc})")
+                break
+            if info is None:
+                break
+            name = normalise_member_name(info.name)
+            if name is None:
+                warnings.append(f"{label}: member {info.name!r} has an unsafe name; ignored")
+                continue
+            if name == ".":
+                continue
+            kind = _KINDS.get(info.type, "other")
+            data_size = info.size if kind == "file" else 0
+            if info.offset_data + data_size > size:
+                warnings.append(
+                    f"{label}: member {name} is cut short ({data_size} bytes announced, "
+                    f"{max(0, size - info.offset_data)} present); treated as unreadable"
+                )
+                continue
+            members[name] = Member(
+                name=name, kind=kind, offset=info.offset_data, size=data_size,
+                mode=_TYPE_BITS.get(kind, 0) | (info.mode & 0o7777), mtime=int(info.mtime),
+                linkname=info.linkname,
+            )
+    finally:
+        tar.close()
+    return members, warnings
+
+
+class ArchiveSource:
+    """A checkpoint archive opened for reading in place.
+
+    Use as a context manager; :meth:`close` removes any temporary
+    decompressed copy.
+    """
+
+    def __init__(self, path: str, *, progress: Progress | None = None) -> None:
+        self.path = path
+        self.warnings: list[str] = []
+        self._tmpdir: str | None = None
+        self._hash_thread: threading.Thread | None = None
+        self._sha256: str | None = None
+        self._hash_error: OSError | None = None
+        try:
+            self.size = os.stat(path).st_size
+            with open(path, "rb") as f:
+                head = f.read(8)
+        except OSError as exc:
+            raise ArchiveError(path, "cannot open", why=exc.strerror or str(exc)) from None
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise ArchiveError(path, "not a regular file")
+        self.compression = sniff_compression(head)
+        if self.compression == "none":
+            self.tar_path = path
+            self._hash_thread = threading.Thread(target=self._hash_in_background, daemon=True)
+            self._hash_thread.start()
+        else:
+            self.tar_path = self._decompress(progress)
+        self._fd = os.open(self.tar_path, os.O_RDONLY)
+        tar_size = os.fstat(self._fd).st_size
+        with os.fdopen(os.dup(self._fd), "rb") as f:
+            self.members, warnings = index_tar(f, path, tar_size)
+        self.warnings.extend(warnings)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> ArchiveSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._hash_thread is not None:
+            self._hash_thread.join()
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+        if self._tmpdir:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
+
+    # ------------------------------------------------------------ hashing
+
+    def _hash_in_background(self) -> None:
+        digest = hashlib.sha256()
+        try:
+            with open(self.path, "rb", buffering=0) as f:
+                while chunk := f.read(CHUNK * 4):
+                    digest.update(chunk)
+        except OSError as exc:
+            self._hash_error = exc
+            return
+        self._sha256 = digest.hexdigest()
+
+    @property
+    def sha256(self) -> str:
+        """The sha256 of the archive file exactly as given (compressed bytes included)."""
+        if self._hash_thread is not None:
+            self._hash_thread.join()
+        if self._hash_error is not None:
+            raise ArchiveError(self.path, "cannot read for hashing", why=str(self._hash_error))
+        assert self._sha256 is not None
+        return self._sha256
+
+    def _decompress(self, progress: Progress | None) -> str:
+        self._tmpdir = tempfile.mkdtemp(prefix="csi-archive-")
+        out_path = os.path.join(self._tmpdir, "archive.tar")
+        digest = hashlib.sha256()
+        raw = cast(IO[bytes], _HashingReader(self.path, digest, self.size, progress))
+        try:
+            with _decompressor(self.compression, raw) as stream, open(out_path, "wb") as out:
+                while chunk := stream.read(CHUNK):
+                    out.write(chunk)
+        except (OSError, EOFError, lzma.LZMAError, ValueError) as exc:
+            if isinstance(exc, OSError) and exc.errno is not None:
+                raise ArchiveError(
+                    self.path, "cannot decompress", why=exc.strerror or str(exc),
+                    hint="is there room in $TMPDIR?",
+                ) from None
+            raise ArchiveError(
+                self.path, f"corrupt {self.compression} data", why=str(exc) or type(exc).__name__
+            ) from None
+        finally:
+            raw.close()
+        self._sha256 = digest.hexdigest()
+        return out_path
+
+    # ------------------------------------------------------------ reading
+
+    def has(self, name: str) -> bool:
+        return name in self.members
+
+    def names(self, prefix: str = "") -> Iterator[str]:
+        return (n for n in self.members if n.startswith(prefix))
+
+    def pread(self, member: Member, offset: int, size: int) -> bytes:
+        """Read ``size`` bytes at ``offset`` within ``member`` (clipped to its end)."""
+        if offset < 0 or size < 0:
+            raise ValueError("negative offset or size")
+        size = max(0, min(size, member.size - offset))
+        return os.pread(self._fd, size, member.offset + offset) if size else b""
+
+    def read(self, name: str) -> bytes:
+        """Read a whole metadata member (JSON, CRIU image); bounded in size."""
+        member = self.members.get(name)
+        if member is None:
+            raise ArchiveError(self.path, "missing", member=name)
+        if member.size > MAX_METADATA_MEMBER:
+            raise ArchiveError(
+                self.path, f"member is {member.size} bytes, too large to be metadata",
+                member=name,
+            )
+        return self.pread(member, 0, member.size)
+
+    def open_member(self, name: str) -> IO[bytes]:
+        """A read-only file object over one member, e.g. to read a nested tar in place."""
+        member = self.members.get(name)
+        if member is None:
+            raise ArchiveError(self.path, "missing", member=name)
+        return cast(IO[bytes], io.BufferedReader(_MemberFile(self._fd, member), CHUNK))
+
+
+class _MemberFile(io.RawIOBase):
+    """A seekable read-only window onto one member, read with pread."""
+
+    def __init__(self, fd: int, member: Member) -> None:
+        super().__init__()
+        self._fd = fd
+        self._start = member.offset
+        self._size = member.size
+        self._pos = 0
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), self._size - self._pos)
+        if n <= 0:
+            return 0
+        data = os.pread(self._fd, n, self._start + self._pos)
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._pos, 2: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+
+class _HashingReader(io.RawIOBase):
+    """Reads the compressed file, hashing and reporting progress as it goes."""
+
+    def __init__(self, path: str, digest: Any, total: int, progress: Progress | None) -> None:
+        super().__init__()
+        self._f = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
+        self._digest = digest
+        self._total = total
+        self._done = 0
+        self._progress = progress
+
+    def readinto(self, buffer: Any) -> int:
+        n = self._f.readinto(buffer)
+        if n:
+            self._digest.update(memoryview(buffer)[:n])
+            self._done += n
+            if self._progress is not None:
+                self._progress(self._done, self._total)
+        return n or 0
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
+
+
+@contextlib.contextmanager
+def open_stream(path: str) -> Iterator[IO[bytes]]:
+    """The archive's tar bytes as a forward-only stream, whatever its compression."""
+    with open(path, "rb") as raw:
+        kind = sniff_compression(raw.read(8))
+        raw.seek(0)
+        if kind == "none":
+            yield raw
+            return
+        with _decompressor(kind, raw) as stream:
+            yield stream
+
+
+@contextlib.contextmanager
+def _decompressor(kind: str, raw: IO[bytes]) -> Iterator[IO[bytes]]:
+    if kind == "gzip":
+        with gzip.GzipFile(fileobj=raw, mode="rb") as g:
+            yield cast(IO[bytes], g)
+    elif kind == "xz":
+        with lzma.LZMAFile(raw, "rb") as x:
+            yield cast(IO[bytes], x)
+    elif kind == "bzip2":
+        with bz2.BZ2File(raw, "rb") as b:
+            yield cast(IO[bytes], b)
+    elif kind == "zstd":
+        import zstandard
+
+        dctx = zstandard.ZstdDecompressor()
+        try:
+            with dctx.stream_reader(raw, read_size=CHUNK) as z:
+                yield z
+        except zstandard.ZstdError as exc:
+            raise ValueError(str(exc)) from None
+    else:  # pragma: no cover - sniff_compression only names the ones above
+        raise ValueError(f"unknown compression {kind}")

@@ -1,0 +1,164 @@
+"""checkpointctl's commands under csi: ``show``, ``inspect``, ``list``, ``diff``."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+from forensics.archive.checkpoint import Checkpoint
+from forensics.archive.diff import diff_checkpoints
+from forensics.archive.listing import DEFAULT_DIR, scan
+from forensics.report import terminal
+from forensics.report.inspect import Sections, inspect_dict
+
+
+def _stdout() -> Console:
+    """Standard output; wide when piped, so files and greps get whole lines."""
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=max(console.width, 240))
+    return console
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+@contextlib.contextmanager
+def open_checkpoint(path: str) -> Iterator[Checkpoint]:
+    """Open an archive, with a progress bar on a terminal while decompressing."""
+    err = _stderr()
+    if not err.is_terminal:
+        with Checkpoint(path) as ckpt:
+            yield ckpt
+        return
+    columns = (TextColumn("decompressing"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task("", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        ckpt = Checkpoint(path, progress=progress)
+    with ckpt:
+        yield ckpt
+
+
+def _warn(warnings: list[str]) -> None:
+    for warning in warnings:
+        click.echo(f"csi: warning: {warning}", err=True)
+
+
+def _dump_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _collect(paths: tuple[str, ...], build: Callable[[Checkpoint], dict[str, Any]]) -> list[
+    dict[str, Any]
+]:
+    out = []
+    for path in paths:
+        with open_checkpoint(path) as ckpt:
+            out.append(build(ckpt))
+    return out
+
+
+@click.command()
+@click.argument("archives", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+def show(archives: tuple[str, ...], fmt: str) -> None:
+    """Overview of checkpoint archives: container, image, engine, sizes, pod."""
+    rows = _collect(archives, lambda c: inspect_dict(c, Sections()))
+    if fmt == "json":
+        _dump_json(rows)
+    else:
+        _stdout().print(terminal.show_table(rows))
+    for row in rows:
+        _warn(row.get("warnings", []))
+
+
+@click.command()
+@click.argument("archives", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--ps-tree", is_flag=True, help="Show the process tree.")
+@click.option("--ps-tree-cmd", is_flag=True, help="Process tree with full command lines.")
+@click.option("--ps-tree-env", is_flag=True, help="Process tree with environment variables.")
+@click.option("--files", is_flag=True, help="Open files of each process.")
+@click.option("--sockets", is_flag=True, help="Open sockets and queued TCP data.")
+@click.option("--mounts", is_flag=True, help="The container's mounts.")
+@click.option("--stats", is_flag=True, help="CRIU dump statistics.")
+@click.option("--metadata", is_flag=True, help="Pod, namespace and annotations.")
+@click.option("--rootfs", is_flag=True, help="File-system changes, deleted files, /dev/shm.")
+@click.option("--all", "everything", is_flag=True, help="Everything above.")
+@click.option("--pid", type=int, default=None, help="Only this process and its descendants.")
+@click.option("--format", "fmt", type=click.Choice(["tree", "json"]), default="tree",
+              show_default=True)
+def inspect(archives: tuple[str, ...], everything: bool, pid: int | None, fmt: str,
+            **flags: bool) -> None:
+    """Everything a checkpoint holds, as checkpointctl's tree or JSON (its key names)."""
+    if everything:
+        sections = Sections.everything(pid)
+    else:
+        if pid is not None and not any(flags.values()):
+            flags["ps_tree"] = True  # --pid alone shows that part of the tree
+        sections = Sections(pid=pid, **flags)
+    rows = _collect(archives, lambda c: _checked_inspect(c, sections))
+    if fmt == "json":
+        _dump_json(rows)
+        for row in rows:
+            _warn(row.get("warnings", []))
+        return
+    console = _stdout()
+    for row in rows:
+        path = row["archive"]["path"]
+        console.print(f"\nDisplaying container checkpoint tree view from {path}\n", markup=False)
+        console.print(terminal.inspect_tree(row))
+
+
+def _checked_inspect(ckpt: Checkpoint, sections: Sections) -> dict[str, Any]:
+    if sections.pid is not None and ckpt.process(sections.pid) is None:
+        pids = ", ".join(str(p.pid) for p in ckpt.processes) or "none"
+        raise click.UsageError(f"{ckpt.path}: no process with pid {sections.pid} (pids: {pids})")
+    return inspect_dict(ckpt, sections)
+
+
+@click.command(name="list")
+@click.argument("folders", nargs=-1, type=click.Path(file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+def list_cmd(folders: tuple[str, ...], fmt: str) -> None:
+    """Checkpoint archives in FOLDERS (default: the kubelet's /var/lib/kubelet/checkpoints)."""
+    found, warnings = scan(list(folders) or [DEFAULT_DIR])
+    rows = [c.as_dict() for c in found]
+    if fmt == "json":
+        _dump_json(rows)
+    elif rows:
+        _stdout().print(terminal.list_table(rows))
+    else:
+        click.echo("no checkpoint archives found", err=True)
+    _warn(warnings)
+
+
+@click.command()
+@click.argument("a", type=click.Path(dir_okay=False))
+@click.argument("b", type=click.Path(dir_okay=False))
+def diff(a: str, b: str) -> None:
+    """What changed from checkpoint A to checkpoint B of the same container (JSON)."""
+    with open_checkpoint(a) as ca, open_checkpoint(b) as cb:
+        result = diff_checkpoints(ca, cb)
+        if not result["same_container"]:
+            click.echo("csi: warning: the two archives are of different containers", err=True)
+        _dump_json(result)
+        _warn(ca.warnings + cb.warnings)
+
+
+def register(group: click.Group) -> None:
+    for command in (show, inspect, list_cmd, diff):
+        group.add_command(command)
+

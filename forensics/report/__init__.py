@@ -1,0 +1,1 @@
+"""Views of checkpoints and analyses: JSON of record, tree, and later HTML/Markdown."""

@@ -1,0 +1,1 @@
+"""Capture workflows: hera WorkflowTemplate definitions and the local executor."""
