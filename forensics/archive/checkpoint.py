@@ -35,7 +35,7 @@ from forensics.archive.model import (
 )
 from forensics.archive.processes import CKPT, ImageReader, ProcessLoader
 from forensics.archive.rootfs import list_nested_tar, parse_deleted_files
-from forensics.archive.source import ArchiveSource, Progress
+from forensics.archive.source import ArchiveSource, Member, Progress
 from forensics.errors import ArchiveError, CriuImageError
 
 _TCP_STREAM = re.compile(r"^checkpoint/tcp-stream-([0-9a-f]+)\.img$")
@@ -58,6 +58,7 @@ class Checkpoint:
             self.source.close()
             raise
         self._warnings: list[str] = list(self.source.warnings)
+        self._located: dict[str, Member] = {}
 
     def __enter__(self) -> Checkpoint:
         return self
@@ -220,12 +221,18 @@ class Checkpoint:
         if not self.source.has(member):
             return []
         try:
-            entries, warnings = list_nested_tar(self.source, member, prefix)
+            entries, located, warnings = list_nested_tar(self.source, member, prefix)
         except ArchiveError as exc:
             self._warnings.append(str(exc))
             return []
         self._warnings.extend(warnings)
+        self._located.update(located)
         return entries
+
+    def nested_member(self, path: str) -> Member | None:
+        """Where a file of the rootfs diff or /dev/shm lies in the archive, to read in place."""
+        _ = self.rootfs_diff, self.devshm  # list them first
+        return self._located.get(path)
 
     @cached_property
     def rootfs_diff(self) -> list[FileEntry]:

@@ -87,6 +87,7 @@ class Process:
     cmdline: tuple[str, ...] | None = None  # None: not readable from memory
     environ: tuple[str, ...] | None = None
     exe: str | None = None
+    exe_deleted: bool = False  # the executable was unlinked while running
     cwd: str | None = None
     root: str | None = None
     creds: Credentials | None = None

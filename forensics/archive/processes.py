@@ -247,6 +247,7 @@ class ProcessLoader:
         memory = self._step(errors, lambda: self.memory(pid))
         if mm:
             info["exe"] = self.images.file_path(mm.get("exe_file_id", -1))
+            info["exe_deleted"] = mm.get("exe_file_id", -1) in self.images.ghosts
             info["shared_memory_bytes"] = sum(
                 v.get("end", 0) - v.get("start", 0)
                 for v in mm.get("vmas", []) if v.get("flags", 0) & MAP_SHARED

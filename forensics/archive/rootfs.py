@@ -18,36 +18,34 @@ HASH_CHUNK = 1 << 20
 
 def list_nested_tar(
     source: ArchiveSource, member_name: str, prefix: str = "/"
-) -> tuple[list[FileEntry], list[str]]:
-    """List (and hash) the files of a tar stored as a member of the archive."""
-    member = source.members[member_name]
+) -> tuple[list[FileEntry], dict[str, Member], list[str]]:
+    """List (and hash) the files of a tar stored as a member of the archive.
+
+    Returns the entries, where each regular file's bytes are in the archive
+    (as members of the outer tar, for reading in place), and warnings.
+    """
+    outer = source.members[member_name]
     label = f"{source.path}: {member_name}"
     with source.open_member(member_name) as f:
-        members, warnings = index_tar(f, label, member.size)
-    entries = [
-        FileEntry(
-            path=prefix.rstrip("/") + "/" + inner.name,
-            type=inner.kind,
-            size=inner.size,
-            mode=inner.mode,
-            sha256=_hash(source, member, inner) if inner.kind == "file" else None,
-            linkname=inner.linkname,
-        )
-        for inner in sorted(members.values(), key=lambda i: i.name)
-    ]
-    return entries, warnings
+        members, warnings = index_tar(f, label, outer.size)
+    entries: list[FileEntry] = []
+    located: dict[str, Member] = {}
+    for inner in sorted(members.values(), key=lambda i: i.name):
+        path = prefix.rstrip("/") + "/" + inner.name
+        digest = None
+        if inner.kind == "file":
+            window = Member(path, "file", outer.offset + inner.offset, inner.size, inner.mode, 0)
+            located[path] = window
+            digest = _hash(source, window)
+        entries.append(FileEntry(path=path, type=inner.kind, size=inner.size, mode=inner.mode,
+                                 sha256=digest, linkname=inner.linkname))
+    return entries, located, warnings
 
 
-def _hash(source: ArchiveSource, outer: Member, inner: Member) -> str:
+def _hash(source: ArchiveSource, window: Member) -> str:
     digest = hashlib.sha256()
-    done = 0
-    window = Member(outer.name, "file", outer.offset + inner.offset, inner.size, 0, 0)
-    while done < inner.size:
-        chunk = source.pread(window, done, min(HASH_CHUNK, inner.size - done))
-        if not chunk:
-            break
-        digest.update(chunk)
-        done += len(chunk)
+    for done in range(0, window.size, HASH_CHUNK):
+        digest.update(source.pread(window, done, min(HASH_CHUNK, window.size - done)))
     return digest.hexdigest()
 
 

@@ -2,61 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from forensics.archive.checkpoint import Checkpoint
 from forensics.archive.diff import diff_checkpoints
 from forensics.archive.listing import DEFAULT_DIR, scan
+from forensics.cli.common import dump_json, open_checkpoint, stdout, warn
 from forensics.report import terminal
 from forensics.report.inspect import Sections, inspect_dict
-
-
-def _stdout() -> Console:
-    """Standard output; wide when piped, so files and greps get whole lines."""
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console = Console(highlight=False, width=max(console.width, 240))
-    return console
-
-
-def _stderr() -> Console:
-    return Console(stderr=True, highlight=False)
-
-
-@contextlib.contextmanager
-def open_checkpoint(path: str) -> Iterator[Checkpoint]:
-    """Open an archive, with a progress bar on a terminal while decompressing."""
-    err = _stderr()
-    if not err.is_terminal:
-        with Checkpoint(path) as ckpt:
-            yield ckpt
-        return
-    columns = (TextColumn("decompressing"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
-    with Progress(*columns, console=err, transient=True) as bar:
-        task = bar.add_task("", total=None)
-
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        ckpt = Checkpoint(path, progress=progress)
-    with ckpt:
-        yield ckpt
-
-
-def _warn(warnings: list[str]) -> None:
-    for warning in warnings:
-        click.echo(f"csi: warning: {warning}", err=True)
-
-
-def _dump_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
 
 
 def _collect(paths: tuple[str, ...], build: Callable[[Checkpoint], dict[str, Any]]) -> list[
@@ -77,11 +33,11 @@ def show(archives: tuple[str, ...], fmt: str) -> None:
     """Overview of checkpoint archives: container, image, engine, sizes, pod."""
     rows = _collect(archives, lambda c: inspect_dict(c, Sections()))
     if fmt == "json":
-        _dump_json(rows)
+        dump_json(rows)
     else:
-        _stdout().print(terminal.show_table(rows))
+        stdout().print(terminal.show_table(rows))
     for row in rows:
-        _warn(row.get("warnings", []))
+        warn(row.get("warnings", []))
 
 
 @click.command()
@@ -110,11 +66,11 @@ def inspect(archives: tuple[str, ...], everything: bool, pid: int | None, fmt: s
         sections = Sections(pid=pid, **flags)
     rows = _collect(archives, lambda c: _checked_inspect(c, sections))
     if fmt == "json":
-        _dump_json(rows)
+        dump_json(rows)
         for row in rows:
-            _warn(row.get("warnings", []))
+            warn(row.get("warnings", []))
         return
-    console = _stdout()
+    console = stdout()
     for row in rows:
         path = row["archive"]["path"]
         console.print(f"\nDisplaying container checkpoint tree view from {path}\n", markup=False)
@@ -137,12 +93,12 @@ def list_cmd(folders: tuple[str, ...], fmt: str) -> None:
     found, warnings = scan(list(folders) or [DEFAULT_DIR])
     rows = [c.as_dict() for c in found]
     if fmt == "json":
-        _dump_json(rows)
+        dump_json(rows)
     elif rows:
-        _stdout().print(terminal.list_table(rows))
+        stdout().print(terminal.list_table(rows))
     else:
         click.echo("no checkpoint archives found", err=True)
-    _warn(warnings)
+    warn(warnings)
 
 
 @click.command()
@@ -154,8 +110,8 @@ def diff(a: str, b: str) -> None:
         result = diff_checkpoints(ca, cb)
         if not result["same_container"]:
             click.echo("csi: warning: the two archives are of different containers", err=True)
-        _dump_json(result)
-        _warn(ca.warnings + cb.warnings)
+        dump_json(result)
+        warn(ca.warnings + cb.warnings)
 
 
 def register(group: click.Group) -> None:

@@ -1,0 +1,118 @@
+"""alert: does the checkpoint confirm the Falco alert that led to the capture?
+
+The process is found by ``proc.vpid`` (Falco's pid in the container's pid
+namespace, which is CRIU's pid), checked against ``proc.exepath``,
+``proc.name`` and ``proc.cmdline``; its file or connection by ``fd.name``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from forensics.analysis.base import Context
+from forensics.analysis.findings import Finding, Record, Severity
+from forensics.analysis.helpers import basename
+from forensics.archive.model import Process
+
+PRIORITY = {"emergency": Severity.CRITICAL, "alert": Severity.CRITICAL,
+            "critical": Severity.CRITICAL, "error": Severity.HIGH, "warning": Severity.MEDIUM,
+            "notice": Severity.LOW, "informational": Severity.INFO, "info": Severity.INFO,
+            "debug": Severity.INFO}
+
+
+class AlertAnalyzer:
+    name = "alert"
+    version = "1.0"
+    description = "finds the Falco alert's process, file or connection in the checkpoint"
+
+    def applies(self, ctx: Context) -> str | None:
+        if ctx.options.alert is None:
+            return "no Falco alert given (--alert)"
+        if not isinstance(ctx.options.alert.get("output_fields"), dict):
+            return "the alert has no output_fields"
+        return None
+
+    def run(self, ctx: Context) -> Iterator[Finding | Record]:
+        alert = ctx.options.alert or {}
+        fields: dict[str, Any] = alert["output_fields"]
+        rule = str(alert.get("rule", "?"))
+        severity = PRIORITY.get(str(alert.get("priority", "")).lower(), Severity.MEDIUM)
+        checks: dict[str, Any] = {}
+        process = self._process(ctx, fields, checks)
+        if process is not None:
+            self._fd(process, fields, checks)
+        self._identity(ctx, fields, checks)
+        confirmed = process is not None and all(
+            v is True for k, v in checks.items() if k in ("exe", "name", "cmdline", "fd")
+        )
+        yield Record("alert", {"rule": rule, "priority": alert.get("priority"),
+                               "time": alert.get("time"), "checks": checks,
+                               "confirmed": confirmed, "pid": process.pid if process else None})
+        evidence = {"alert_rule": rule, "alert_time": alert.get("time"), "checks": checks}
+        note = ""
+        if checks.get("container_id") is False:
+            note = (f" (note: the alert names container {fields.get('container.id')}, the "
+                    f"archive is of {ctx.checkpoint.container.id[:12]})")
+        if confirmed and process is not None:
+            yield Finding("alert.confirmed", severity,
+                          f"the checkpoint confirms the alert {rule!r}: pid {process.pid} "
+                          f"({' '.join(process.cmdline or (process.comm,))}) is there"
+                          + (f" with {fields.get('fd.name')}" if checks.get("fd") else "")
+                          + note,
+                          pid=process.pid, path=process.exe, evidence=evidence)
+        else:
+            what = "its process" if process is None else "part of it"
+            yield Finding("alert.unconfirmed", Severity.INFO,
+                          f"the checkpoint does not show {what} for alert {rule!r} "
+                          "(the process may have exited before the checkpoint)",
+                          pid=process.pid if process else None, evidence=evidence)
+
+    @staticmethod
+    def _process(ctx: Context, fields: dict[str, Any], checks: dict[str, Any]) -> Process | None:
+        procs = ctx.checkpoint.processes
+        process = None
+        vpid = fields.get("proc.vpid")
+        if isinstance(vpid, int):
+            process = ctx.checkpoint.process(vpid)
+            checks["vpid"] = process is not None
+        exepath = fields.get("proc.exepath")
+        if process is None and isinstance(exepath, str):
+            process = next((p for p in procs if p.exe == exepath), None)
+        if process is None:
+            return None
+        if isinstance(exepath, str):
+            checks["exe"] = process.exe == exepath
+        name = fields.get("proc.name")
+        if isinstance(name, str):
+            checks["name"] = name[:15] in (process.comm[:15], basename(process.exe)[:15])
+        cmdline = fields.get("proc.cmdline")
+        if isinstance(cmdline, str) and process.cmdline:
+            # Falco prints proc.cmdline as the process name then its arguments
+            args = " ".join(process.cmdline[1:])
+            checks["cmdline"] = cmdline.split(" ", 1)[1:] == ([args] if args else [])
+        return process
+
+    @staticmethod
+    def _fd(process: Process, fields: dict[str, Any], checks: dict[str, Any]) -> None:
+        fd_name = fields.get("fd.name")
+        if not isinstance(fd_name, str) or not fd_name:
+            return
+        if "->" in fd_name:
+            local, _, remote = fd_name.partition("->")
+            checks["fd"] = any(
+                f"{s.src}:{s.src_port}" == local and f"{s.dst}:{s.dst_port}" == remote
+                for s in process.sockets
+            )
+        else:
+            checks["fd"] = any(f.path == fd_name for f in process.files)
+
+    @staticmethod
+    def _identity(ctx: Context, fields: dict[str, Any], checks: dict[str, Any]) -> None:
+        k = ctx.checkpoint.kubernetes
+        pod, ns = fields.get("k8s.pod.name"), fields.get("k8s.ns.name")
+        if isinstance(pod, str) and k.pod:
+            checks["pod"] = pod == k.pod and ns == k.namespace
+        cid = fields.get("container.id")
+        if isinstance(cid, str) and cid not in ("", "host") and ctx.checkpoint.container.id:
+            checks["container_id"] = ctx.checkpoint.container.id.startswith(cid)

@@ -1,0 +1,55 @@
+"""Output helpers shared by the CLI commands: consoles, warnings, JSON, opening archives."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+from forensics.archive.checkpoint import Checkpoint
+
+
+def stdout() -> Console:
+    """Standard output; wide when piped, so files and greps get whole lines."""
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=max(console.width, 240))
+    return console
+
+
+def stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+@contextlib.contextmanager
+def open_checkpoint(path: str) -> Iterator[Checkpoint]:
+    """Open an archive, with a progress bar on a terminal while decompressing."""
+    err = stderr()
+    if not err.is_terminal:
+        with Checkpoint(path) as ckpt:
+            yield ckpt
+        return
+    columns = (TextColumn("decompressing"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task("", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        ckpt = Checkpoint(path, progress=progress)
+    with ckpt:
+        yield ckpt
+
+
+def warn(warnings: list[str]) -> None:
+    for warning in warnings:
+        click.echo(f"csi: warning: {warning}", err=True)
+
+
+def dump_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
