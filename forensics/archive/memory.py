@@ -131,6 +131,7 @@ class ProcessMemory:
                 break
             runs.append(Run(entry.vaddr, size, offset))
             offset += size
+        self.entries_in_order: tuple[Run, ...] = tuple(runs)  # pagemap order = file order
         runs.sort(key=lambda r: r.vaddr)
         self.runs: tuple[Run, ...] = tuple(runs)
         self._starts = [r.vaddr for r in self.runs]
@@ -159,6 +160,14 @@ class ProcessMemory:
             out += self._source.pread(self._pages, run.offset + (addr - run.vaddr), take)
             addr += take
         return bytes(out)
+
+    def read_at_offset(self, offset: int, size: int) -> bytes:
+        """Bytes at ``offset`` of this process's pages file (see :attr:`runs`)."""
+        return self._source.pread(self._pages, offset, size) if self._pages else b""
+
+    def read_into(self, offset: int, buf: memoryview) -> int:
+        """Fill ``buf`` from ``offset`` of the pages file, without allocating."""
+        return self._source.pread_into(self._pages, offset, buf) if self._pages else 0
 
     def is_mapped(self, addr: int) -> bool:
         return self._run_at(addr) is not None

@@ -250,6 +250,13 @@ class ArchiveSource:
         size = max(0, min(size, member.size - offset))
         return os.pread(self._fd, size, member.offset + offset) if size else b""
 
+    def pread_into(self, member: Member, offset: int, buf: memoryview) -> int:
+        """Fill ``buf`` from ``offset`` within ``member`` (clipped); returns the bytes read."""
+        size = max(0, min(len(buf), member.size - offset))
+        if size <= 0:
+            return 0
+        return os.preadv(self._fd, [buf[:size]], member.offset + offset)
+
     def read(self, name: str) -> bytes:
         """Read a whole metadata member (JSON, CRIU image); bounded in size."""
         member = self.members.get(name)

@@ -8,12 +8,8 @@ from typing import Any
 
 import click
 
-from forensics.analysis.base import Options
-from forensics.analysis.runner import analyze as run_analysis
-from forensics.analysis.runner import list_analyzers
 from forensics.cli.common import dump_json, open_checkpoint, stdout, warn
 from forensics.errors import UsageError
-from forensics.report.findings import findings_markdown, findings_tree
 
 
 def load_alert(path: str) -> dict[str, Any]:
@@ -44,6 +40,11 @@ def load_alert(path: str) -> dict[str, Any]:
 def analyze(archive: str | None, alert_path: str | None, yara_files: tuple[str, ...],
             names: tuple[str, ...], fmt: str, reveal: bool, list_only: bool) -> None:
     """What a checkpoint shows: dropped binaries, reverse shells, persistence, secrets, IOCs."""
+    from forensics.analysis.base import Options
+    from forensics.analysis.runner import analyze as run_analysis
+    from forensics.analysis.runner import list_analyzers
+    from forensics.report.findings import findings_markdown, findings_tree
+
     if list_only:
         for name, version, description in list_analyzers():
             click.echo(f"{name:<12} {version:<5} {description}")

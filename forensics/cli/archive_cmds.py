@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from forensics.archive.checkpoint import Checkpoint
-from forensics.archive.diff import diff_checkpoints
-from forensics.archive.listing import DEFAULT_DIR, scan
 from forensics.cli.common import dump_json, open_checkpoint, stdout, warn
-from forensics.report import terminal
-from forensics.report.inspect import Sections, inspect_dict
+
+if TYPE_CHECKING:
+    from forensics.archive.checkpoint import Checkpoint
+    from forensics.report.inspect import Sections
+
+# Heavier modules (CRIU decoding, rich) are imported inside the commands, so
+# that `csi` starts fast whatever the command.
 
 
 def _collect(paths: tuple[str, ...], build: Callable[[Checkpoint], dict[str, Any]]) -> list[
@@ -31,6 +33,9 @@ def _collect(paths: tuple[str, ...], build: Callable[[Checkpoint], dict[str, Any
               show_default=True)
 def show(archives: tuple[str, ...], fmt: str) -> None:
     """Overview of checkpoint archives: container, image, engine, sizes, pod."""
+    from forensics.report import terminal
+    from forensics.report.inspect import Sections, inspect_dict
+
     rows = _collect(archives, lambda c: inspect_dict(c, Sections()))
     if fmt == "json":
         dump_json(rows)
@@ -58,6 +63,9 @@ def show(archives: tuple[str, ...], fmt: str) -> None:
 def inspect(archives: tuple[str, ...], everything: bool, pid: int | None, fmt: str,
             **flags: bool) -> None:
     """Everything a checkpoint holds, as checkpointctl's tree or JSON (its key names)."""
+    from forensics.report import terminal
+    from forensics.report.inspect import Sections
+
     if everything:
         sections = Sections.everything(pid)
     else:
@@ -78,6 +86,8 @@ def inspect(archives: tuple[str, ...], everything: bool, pid: int | None, fmt: s
 
 
 def _checked_inspect(ckpt: Checkpoint, sections: Sections) -> dict[str, Any]:
+    from forensics.report.inspect import inspect_dict
+
     if sections.pid is not None and ckpt.process(sections.pid) is None:
         pids = ", ".join(str(p.pid) for p in ckpt.processes) or "none"
         raise click.UsageError(f"{ckpt.path}: no process with pid {sections.pid} (pids: {pids})")
@@ -90,6 +100,9 @@ def _checked_inspect(ckpt: Checkpoint, sections: Sections) -> dict[str, Any]:
               show_default=True)
 def list_cmd(folders: tuple[str, ...], fmt: str) -> None:
     """Checkpoint archives in FOLDERS (default: the kubelet's /var/lib/kubelet/checkpoints)."""
+    from forensics.archive.listing import DEFAULT_DIR, scan
+    from forensics.report import terminal
+
     found, warnings = scan(list(folders) or [DEFAULT_DIR])
     rows = [c.as_dict() for c in found]
     if fmt == "json":
@@ -106,6 +119,8 @@ def list_cmd(folders: tuple[str, ...], fmt: str) -> None:
 @click.argument("b", type=click.Path(dir_okay=False))
 def diff(a: str, b: str) -> None:
     """What changed from checkpoint A to checkpoint B of the same container (JSON)."""
+    from forensics.archive.diff import diff_checkpoints
+
     with open_checkpoint(a) as ca, open_checkpoint(b) as cb:
         result = diff_checkpoints(ca, cb)
         if not result["same_container"]:

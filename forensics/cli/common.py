@@ -5,17 +5,20 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-from forensics.archive.checkpoint import Checkpoint
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from forensics.archive.checkpoint import Checkpoint
 
 
 def stdout() -> Console:
     """Standard output; wide when piped, so files and greps get whole lines."""
+    from rich.console import Console
+
     console = Console(highlight=False)
     if not console.is_terminal:
         console = Console(highlight=False, width=max(console.width, 240))
@@ -23,19 +26,32 @@ def stdout() -> Console:
 
 
 def stderr() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False)
 
 
 @contextlib.contextmanager
 def open_checkpoint(path: str) -> Iterator[Checkpoint]:
     """Open an archive, with a progress bar on a terminal while decompressing."""
-    err = stderr()
-    if not err.is_terminal:
+    import sys
+
+    from forensics.archive.checkpoint import Checkpoint
+
+    if not sys.stderr.isatty():
         with Checkpoint(path) as ckpt:
             yield ckpt
         return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TransferSpeedColumn,
+    )
+
     columns = (TextColumn("decompressing"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
-    with Progress(*columns, console=err, transient=True) as bar:
+    with Progress(*columns, console=stderr(), transient=True) as bar:
         task = bar.add_task("", total=None)
 
         def progress(done: int, total: int) -> None:

@@ -12,7 +12,7 @@ import sys
 import click
 
 from forensics import __version__
-from forensics.cli import analysis_cmds, archive_cmds
+from forensics.cli import analysis_cmds, archive_cmds, memparse_cmd
 from forensics.errors import CsiError
 
 
@@ -28,6 +28,7 @@ def cli() -> None:
 
 archive_cmds.register(cli)
 analysis_cmds.register(cli)
+memparse_cmd.register(cli)
 
 
 def main(argv: list[str] | None = None) -> int:
