@@ -128,22 +128,23 @@ criu_version() {
 # --------------------------------------------------------------------------
 [ "$(id -u)" -eq 0 ] || die "must be run as root"
 command -v apt-get >/dev/null 2>&1 || die "apt-get not found: this script supports Debian only"
-if [ -r /etc/os-release ]; then
-    # shellcheck disable=SC1091
-    codename=$(. /etc/os-release && printf '%s' "${VERSION_CODENAME:-}")
-    [ "$codename" = bookworm ] || step "warning: expected Debian 12 (bookworm), found '${codename:-unknown}'"
-fi
+# (No /etc/os-release check: libc6 from sid Breaks base-files << 13.3, so
+# after the first run base-files comes from sid and os-release says forky/sid.
+# The bookworm apt source found below is what identifies the machine.)
 
 # 1. sid and trixie sources on the existing mirror, pinned low.
 mirror=$(detect_mirror) || die "cannot find the bookworm mirror URI in /etc/apt/sources.list{,.d/*.list,.d/*.sources}"
 step "mirror: $mirror"
+# Check-Valid-Until: the mirror may serve a frozen snapshot, and sid's and
+# trixie's Release files expire after a week (bookworm's never do).
 sources_content="# Added by csi deploy/dev/install-system.sh: criu from sid, checkpointctl
 # from trixie. Pinned low in $PREFS_FILE.
 Types: deb
 URIs: $mirror
 Suites: sid trixie
 Components: main
-Signed-By: $KEYRING"
+Signed-By: $KEYRING
+Check-Valid-Until: no"
 prefs_content="# Added by csi deploy/dev/install-system.sh: never take packages from sid or
 # trixie unless asked for with 'apt-get install -t sid|trixie'.
 Package: *
@@ -188,8 +189,9 @@ else
     run_quiet "apt-get install -t sid criu failed" \
         apt-get install -y --no-install-recommends -t sid criu
     have=$(criu_version || true)
-    [ -n "$have" ] && dpkg --compare-versions "$have" ge "$CRIU_MIN" \
-        || die "criu from sid is '${have:-missing}', need >= $CRIU_MIN"
+    if [ -z "$have" ] || ! dpkg --compare-versions "$have" ge "$CRIU_MIN"; then
+        die "criu from sid is '${have:-missing}', need >= $CRIU_MIN"
+    fi
     step "criu: $have installed"
 fi
 
@@ -228,11 +230,11 @@ done
 [ -x /bin/busybox ] || die "/bin/busybox missing (busybox-static)"
 
 step "criu check:"
-if criu_out=$(criu check 2>&1); then
-    printf '  %s\n' "$criu_out"
-else
-    printf '  %s\n' "$criu_out"
-    step "warning: 'criu check' reported problems; make-checkpoint.sh will exit 77 if dumping fails"
+criu_rc=0
+criu_out=$(criu check 2>&1) || criu_rc=$?
+printf '%s\n' "$criu_out" | sed 's/^/    /'
+if [ "$criu_rc" -ne 0 ]; then
+    step "warning: 'criu check' failed (exit $criu_rc); make-checkpoint.sh will exit 77 if it cannot dump"
 fi
 
 step "versions: criu $(criu_version), $(podman --version), runc $(runc --version | awk 'NR == 1 { print $3 }'), buildah $(buildah --version | awk '{ print $3 }'), checkpointctl $(dpkg-query -W -f='${Version}' checkpointctl)"

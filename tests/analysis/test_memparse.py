@@ -85,7 +85,8 @@ def test_hexdump_compact_collapses_only_identical_rows() -> None:
     assert all(line in shown for line in lines if line != "*")
 
 
-def test_output_file_is_never_overwritten(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_output_file_is_never_overwritten(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "dump.txt"
     assert main(["memparse", "--pid", "1", "-o", str(target), archive_path(LISTENER)]) == 0
     assert target.read_text().startswith("Address           Hexadecimal")
