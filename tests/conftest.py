@@ -28,6 +28,13 @@ def archive_path(archive: str) -> str:
     return str(CHECKPOINTS / archive)
 
 
+@pytest.fixture(autouse=True)
+def private_hash_cache(tmp_path_factory: pytest.TempPathFactory,
+                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with an empty sha256 cache of its own."""
+    monkeypatch.setenv("CSI_CACHE_DIR", str(tmp_path_factory.mktemp("hash-cache")))
+
+
 @pytest.fixture(params=ARCHIVES)
 def archive(request: pytest.FixtureRequest) -> str:
     """Each fixture archive's file name in turn."""

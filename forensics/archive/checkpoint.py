@@ -45,8 +45,11 @@ MAX_QUEUE_BYTES = 4 << 20
 class Checkpoint:
     """A container checkpoint archive opened for analysis (read-only)."""
 
-    def __init__(self, path: str, *, progress: Progress | None = None) -> None:
-        self.source = ArchiveSource(path, progress=progress)
+    def __init__(
+        self, path: str, *, progress: Progress | None = None, hash_cache: bool = True
+    ) -> None:
+        """Open ``path``; ``hash_cache=False`` recomputes the sha256 (analysis of evidence)."""
+        self.source = ArchiveSource(path, progress=progress, hash_cache=hash_cache)
         try:
             if not any(n.startswith(CKPT) for n in self.source.members):
                 raise ArchiveError(
@@ -118,7 +121,8 @@ class Checkpoint:
     @cached_property
     def archive(self) -> ArchiveInfo:
         s = self.source
-        return ArchiveInfo(path=s.path, sha256=s.sha256, size=s.size, compression=s.compression)
+        return ArchiveInfo(path=s.path, sha256=s.sha256, size=s.size, compression=s.compression,
+                           sha256_cached=s.sha256_cached)
 
     @cached_property
     def sizes(self) -> CheckpointSize:

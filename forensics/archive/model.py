@@ -17,6 +17,7 @@ class ArchiveInfo:
     sha256: str
     size: int
     compression: str
+    sha256_cached: bool = False  # from csi's hash cache (keyed on inode, size, mtime, ctime)
 
 
 @dataclass(frozen=True)

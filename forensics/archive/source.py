@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, cast
 
+from forensics.archive import hashcache
 from forensics.errors import ArchiveError
 
 CHUNK = 1 << 20
@@ -144,26 +145,36 @@ class ArchiveSource:
     decompressed copy.
     """
 
-    def __init__(self, path: str, *, progress: Progress | None = None) -> None:
+    def __init__(
+        self, path: str, *, progress: Progress | None = None, hash_cache: bool = True
+    ) -> None:
         self.path = path
+        self.sha256_cached = False
         self.warnings: list[str] = []
         self._tmpdir: str | None = None
         self._hash_thread: threading.Thread | None = None
         self._sha256: str | None = None
         self._hash_error: OSError | None = None
+        self._cancel = threading.Event()
         try:
-            self.size = os.stat(path).st_size
             with open(path, "rb") as f:
+                self._stat = os.fstat(f.fileno())
                 head = f.read(8)
         except OSError as exc:
             raise ArchiveError(path, "cannot open", why=exc.strerror or str(exc)) from None
-        if not stat.S_ISREG(os.stat(path).st_mode):
+        if not stat.S_ISREG(self._stat.st_mode):
             raise ArchiveError(path, "not a regular file")
+        self.size = self._stat.st_size
         self.compression = sniff_compression(head)
+        cached = hashcache.lookup(self._stat) if hash_cache else None
+        if cached is not None:
+            self._sha256, self.sha256_cached = cached, True
         if self.compression == "none":
             self.tar_path = path
-            self._hash_thread = threading.Thread(target=self._hash_in_background, daemon=True)
-            self._hash_thread.start()
+            if cached is None:
+                self._hash_thread = threading.Thread(target=self._hash_in_background,
+                                                     daemon=True)
+                self._hash_thread.start()
         else:
             self.tar_path = self._decompress(progress)
         self._fd = os.open(self.tar_path, os.O_RDONLY)
@@ -182,6 +193,7 @@ class ArchiveSource:
 
     def close(self) -> None:
         if self._hash_thread is not None:
+            self._cancel.set()
             self._hash_thread.join()
         with contextlib.suppress(OSError):
             os.close(self._fd)
@@ -196,11 +208,14 @@ class ArchiveSource:
         try:
             with open(self.path, "rb", buffering=0) as f:
                 while chunk := f.read(CHUNK * 4):
+                    if self._cancel.is_set():
+                        return
                     digest.update(chunk)
         except OSError as exc:
             self._hash_error = exc
             return
         self._sha256 = digest.hexdigest()
+        hashcache.store(self._stat, self._sha256)
 
     @property
     def sha256(self) -> str:
@@ -209,7 +224,8 @@ class ArchiveSource:
             self._hash_thread.join()
         if self._hash_error is not None:
             raise ArchiveError(self.path, "cannot read for hashing", why=str(self._hash_error))
-        assert self._sha256 is not None
+        if self._sha256 is None:
+            raise ArchiveError(self.path, "closed before its hash was taken")
         return self._sha256
 
     def _decompress(self, progress: Progress | None) -> str:
@@ -232,7 +248,11 @@ class ArchiveSource:
             ) from None
         finally:
             raw.close()
-        self._sha256 = digest.hexdigest()
+        if self._sha256 is None:
+            self._sha256 = digest.hexdigest()
+            hashcache.store(self._stat, self._sha256)
+        elif self._sha256 != digest.hexdigest():  # the cache lied: trust what we just read
+            self._sha256, self.sha256_cached = digest.hexdigest(), False
         return out_path
 
     # ------------------------------------------------------------ reading

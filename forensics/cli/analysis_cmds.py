@@ -59,7 +59,7 @@ def analyze(archive: str | None, alert_path: str | None, yara_files: tuple[str, 
             raise UsageError(f"{path}: no such YARA rules file")
     options = Options(alert=load_alert(alert_path) if alert_path else None,
                       yara_rules=list(yara_files), reveal=reveal)
-    with open_checkpoint(archive) as ckpt:
+    with open_checkpoint(archive, hash_cache=False) as ckpt:  # evidence: always re-hash
         result = run_analysis(ckpt, options, list(names)).to_dict()
     if fmt == "json":
         dump_json(result)

@@ -32,14 +32,14 @@ def stderr() -> Console:
 
 
 @contextlib.contextmanager
-def open_checkpoint(path: str) -> Iterator[Checkpoint]:
+def open_checkpoint(path: str, *, hash_cache: bool = True) -> Iterator[Checkpoint]:
     """Open an archive, with a progress bar on a terminal while decompressing."""
     import sys
 
     from forensics.archive.checkpoint import Checkpoint
 
     if not sys.stderr.isatty():
-        with Checkpoint(path) as ckpt:
+        with Checkpoint(path, hash_cache=hash_cache) as ckpt:
             yield ckpt
         return
     from rich.progress import (
@@ -57,7 +57,7 @@ def open_checkpoint(path: str) -> Iterator[Checkpoint]:
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        ckpt = Checkpoint(path, progress=progress)
+        ckpt = Checkpoint(path, progress=progress, hash_cache=hash_cache)
     with ckpt:
         yield ckpt
 

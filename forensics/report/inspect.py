@@ -63,6 +63,7 @@ def inspect_dict(ckpt: Checkpoint, sections: Sections) -> dict[str, Any]:
         "archive": {
             "path": ckpt.archive.path, "sha256": ckpt.archive.sha256, "size": ckpt.archive.size,
             "compression": ckpt.archive.compression,
+            "sha256_cached": ckpt.archive.sha256_cached,
         },
     }
     if c.checkpointed:

@@ -71,8 +71,9 @@ def inspect_tree(node: dict[str, Any]) -> Tree:
     if sizes.get("root_fs_diff_size"):
         tree.add(f"Root FS diff size: {human_size(sizes['root_fs_diff_size'])}")
     archive = node["archive"]
+    cached = ", from csi's hash cache" if archive.get("sha256_cached") else ""
     tree.add(f"Archive: sha256 {archive['sha256']} ({human_size(archive['size'])}, "
-             f"{archive['compression']})")
+             f"{archive['compression']}{cached})")
     if "statistics" in node:
         _add_stats(tree, node["statistics"])
     if "metadata" in node:
