@@ -115,7 +115,8 @@ def _add_processes(out: dict[str, Any], ckpt: Checkpoint, sections: Sections) ->
             {
                 "pid": p.pid,
                 "open_files": [
-                    {"type": f.type, "fd": str(f.fd), "path": f.path, "deleted": f.deleted}
+                    {"type": f.type, "fd": f"{f.type} {f.fd}", "path": f.path,
+                     "deleted": f.deleted}
                     for f in p.files
                 ]
                 + [{"type": "", "fd": "cwd", "path": p.cwd or ""},
@@ -180,12 +181,25 @@ def socket_dict(s: Socket) -> dict[str, Any]:
             "type": s.protocol, "state": s.state, "src": s.src, "src_port": s.src_port,
             "dst": s.dst, "dst_port": s.dst_port,
         }
-    data["send_buf"] = s.send_buf
-    data["recv_buf"] = s.recv_buf
+    data["send_buf"] = count_bytes(s.send_buf)  # checkpointctl's strings ...
+    data["recv_buf"] = count_bytes(s.recv_buf)
+    data["send_buf_bytes"] = s.send_buf  # ... and the exact numbers
+    data["recv_buf_bytes"] = s.recv_buf
     return {
         "protocol": s.protocol or s.type, "fd": s.fd, "family": s.family, "ino": s.ino,
         "data": data,
     }
+
+
+def count_bytes(n: int) -> str:
+    """Socket buffer sizes as checkpointctl (go-criu) prints them: 16.0 KB, 3.8 MB."""
+    if n < 1024:
+        return f"{n} B"
+    value, exp = float(n), -1
+    while value >= 1024 and exp < 5:
+        value /= 1024
+        exp += 1
+    return f"{value:.1f} {'KMGTPE'[exp]}B"
 
 
 def file_entry_dict(e: FileEntry) -> dict[str, Any]:

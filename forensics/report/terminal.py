@@ -95,10 +95,21 @@ def inspect_tree(node: dict[str, Any]) -> Tree:
     return tree
 
 
+def format_micros(us: int) -> str:
+    """A duration in microseconds as checkpointctl prints it (239 µs, 2.456 ms, 1.5 s)."""
+    if us < 1000:
+        return f"{us} µs"
+    value, unit = (us / 1000, "ms") if us < 1_000_000 else (us / 1_000_000, "s")
+    text = f"{value:.5g}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return f"{text} {unit}"
+
+
 def _add_stats(tree: Tree, stats: dict[str, int]) -> None:
     branch = tree.add("CRIU dump statistics")
     for key in ("freezing_time", "frozen_time", "memdump_time", "memwrite_time"):
-        branch.add(f"{key.replace('_', ' ').capitalize()}: {stats.get(key, 0)} us")
+        branch.add(f"{key.replace('_', ' ').capitalize()}: {format_micros(stats.get(key, 0))}")
     for key in ("pages_scanned", "pages_written"):
         branch.add(f"{key.replace('_', ' ').capitalize()}: {stats.get(key, 0)}")
 
@@ -124,7 +135,7 @@ def _add_process(
     name = ps.get("cmdline") or ps["command"]
     state = "" if ps["task_state"] == "Alive" else f" ({ps['task_state']})"
     label = escape(f"[{ps['pid']}]{state}")
-    node = parent.add(f"[bold]{label}[/] {escape(name)}")
+    node = parent.add(f"[bold]{label}[/]  {escape(name)}")
     details = [f"comm {escape(ps['command'])}", f"ppid {ps['ppid']}"]
     if ps.get("uid") is not None:
         details.append(f"uid {ps['uid']} gid {ps['gid']}")
@@ -145,13 +156,13 @@ def _add_process(
         open_files = node.add("Open files")
         for f in files[ps["pid"]]:
             deleted = " (deleted)" if f.get("deleted") else ""
-            open_files.add(escape(f"[{f['fd']}] {f['path']}{deleted}"))
+            open_files.add(escape(f"[{f['fd']}]  {f['path']}{deleted}"))
     if sockets.get(ps["pid"]):
         open_sockets = node.add("Open sockets")
         for s in sockets[ps["pid"]]:
             open_sockets.add(escape(socket_line(s)))
     for child in ps.get("children", []):
-        _add_process(parent, child, files, sockets)
+        _add_process(node, child, files, sockets)
 
 
 def socket_line(s: dict[str, Any]) -> str:

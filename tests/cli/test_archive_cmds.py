@@ -67,7 +67,7 @@ def test_inspect_json_uses_checkpointctl_keys(capsys: pytest.CaptureFixture[str]
         for expected in truth["processes"]:
             real = [f for f in fds[expected["pid"]] if f["fd"] not in ("cwd", "root")]
             assert [(f["fd"], f["type"]) for f in real] == [
-                (str(f["fd"]), f["type"]) for f in expected["fds"]
+                (f"{f['type']} {f['fd']}", f["type"]) for f in expected["fds"]
             ]
         assert [m["destination"] for m in row["mounts"]] == [
             m["destination"] for m in truth["mounts"]
@@ -84,7 +84,8 @@ def test_inspect_json_sockets_are_printed_as_people_write_them(
     assert first["protocol"] == "TCP"
     assert first["data"] == {"type": "TCP", "state": "ESTABLISHED", "src": "127.0.0.1",
                              "src_port": 46658, "dst": "127.0.0.1", "dst_port": 31337,
-                             "send_buf": 3939840, "recv_buf": 131072}
+                             "send_buf": "3.8 MB", "recv_buf": "128.0 KB",
+                             "send_buf_bytes": 3939840, "recv_buf_bytes": 131072}
     [listener] = inspect_json(capsys, archive_path(LISTENER))
     nc = next(s for s in listener["sockets"] if s["pid"] == 7)
     assert nc["open_sockets"][0]["family"] == "IPv6"
@@ -96,9 +97,9 @@ def test_inspect_json_sockets_are_printed_as_people_write_them(
 def test_inspect_tree_shows_the_facts(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "inspect", "--all", archive_path(SHOP))
     assert code == 0, err
-    for fact in ("Engine: Podman", "[17] /tmp/.cache/kworkerd miner 2", "[19] beacon",
-                 "[20] /tmp/.cache/kworkerd miner 2", "comm kworker-helper",
-                 "DB_PASSWORD=", "[4] /tmp/.cache/.staging (deleted)",
+    for fact in ("Engine: Podman", "[17]  /tmp/.cache/kworkerd miner 2", "[19] beacon",
+                 "[20]  /tmp/.cache/kworkerd miner 2", "comm kworker-helper",
+                 "DB_PASSWORD=", "[REG 4]  /tmp/.cache/.staging (deleted)",
                  "TCP (LISTEN) 0.0.0.0:31337 -> 0.0.0.0:0", "UNIX (LISTEN) /tmp/.cache/ctl.sock",
                  "/etc/passwd (file, 94 B", "Deleted files", "/etc/motd",
                  "Pod: prod/shop-frontend-7d9c6b5f4-x2x9q (container web)"):
