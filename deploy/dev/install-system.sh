@@ -33,6 +33,7 @@ readonly BOOKWORM_PACKAGES=(
     gcc libc6-dev make
     python3 python3-venv python3-dev
     iproute2 curl jq ca-certificates uuid-runtime
+    chromium fonts-dejavu-core
 )
 
 step() { printf 'install-system: %s\n' "$*"; }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -37,8 +38,12 @@ def load_alert(path: str) -> dict[str, Any]:
               show_default=True)
 @click.option("--reveal", is_flag=True, help="Show secrets in clear (redacted by default).")
 @click.option("--list", "list_only", is_flag=True, help="List the analyzers and exit.")
+@click.option("--save", is_flag=True,
+              help="Also write a signed report (JSON, HTML, Markdown) to the report store.")
+@click.option("--reason", help="Why you analyse this archive (recorded in the saved report).")
 def analyze(archive: str | None, alert_path: str | None, yara_files: tuple[str, ...],
-            names: tuple[str, ...], fmt: str, reveal: bool, list_only: bool) -> None:
+            names: tuple[str, ...], fmt: str, reveal: bool, list_only: bool, save: bool,
+            reason: str | None) -> None:
     """What a checkpoint shows: dropped binaries, reverse shells, persistence, secrets, IOCs."""
     from forensics.analysis.base import Options
     from forensics.analysis.runner import analyze as run_analysis
@@ -57,10 +62,23 @@ def analyze(archive: str | None, alert_path: str | None, yara_files: tuple[str, 
     for path in yara_files:
         if not os.path.isfile(path):
             raise UsageError(f"{path}: no such YARA rules file")
+    if reason is not None and not save:
+        raise UsageError("--reason is recorded in a saved report: add --save")
+    if save and reveal:
+        raise UsageError("--save with --reveal", why="reports never hold secrets in clear")
     options = Options(alert=load_alert(alert_path) if alert_path else None,
                       yara_rules=list(yara_files), reveal=reveal)
+    started = datetime.now(UTC)
     with open_checkpoint(archive, hash_cache=False) as ckpt:  # evidence: always re-hash
-        result = run_analysis(ckpt, options, list(names)).to_dict()
+        analysis = run_analysis(ckpt, options, list(names))
+        result = analysis.to_dict()
+        if save:
+            from forensics.report.provenance import Provenance
+            from forensics.report.publish import report_analysis
+
+            provenance = Provenance.manual(reason=reason, alert=options.alert)
+            stored = report_analysis(analysis, provenance, analysis_started=started)
+            click.echo(f"csi: report {stored.id} saved in {stored.directory}", err=True)
     if fmt == "json":
         dump_json(result)
     elif fmt == "md":

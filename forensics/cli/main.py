@@ -7,12 +7,13 @@ status here, in :func:`main`, and nowhere else.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
 
 from forensics import __version__
-from forensics.cli import analysis_cmds, archive_cmds, memparse_cmd
+from forensics.cli import analysis_cmds, archive_cmds, memparse_cmd, report_cmds
 from forensics.errors import CsiError
 
 
@@ -29,6 +30,7 @@ def cli() -> None:
 archive_cmds.register(cli)
 analysis_cmds.register(cli)
 memparse_cmd.register(cli)
+report_cmds.register(cli)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,6 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("csi: interrupted", err=True)
         return 130
+    except Exception as exc:  # a bug in csi: still one line, the traceback only on request
+        if os.environ.get("CSI_DEBUG"):
+            raise
+        click.echo(f"csi: internal error: {type(exc).__name__}: {exc} (this is a bug in csi; "
+                   "run again with CSI_DEBUG=1 for the traceback and report it)", err=True)
+        return 70
     return 0
 
 

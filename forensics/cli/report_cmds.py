@@ -1,0 +1,214 @@
+"""``csi report``: list, show, open, export and verify stored evidence reports.
+
+Reports live in ``$CSI_HOME/reports`` (default ``~/.local/share/csi/reports``);
+``csi analyze --save`` and every capture write them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from forensics.cli.common import dump_json, stdout
+from forensics.errors import UsageError
+
+if TYPE_CHECKING:
+    from forensics.report.store import ReportStore
+
+SEVERITY_CHOICE = click.Choice(["info", "low", "medium", "high", "critical"],
+                               case_sensitive=False)
+PLAIN_ABOVE = 200  # rows; a longer list is printed as plain aligned text
+EXPORT_FILES = {"json": "report.json", "html": "report.html", "md": "report.md"}
+
+
+def _store() -> ReportStore:
+    from forensics.report.store import ReportStore
+
+    return ReportStore()
+
+
+@click.group()
+def report() -> None:
+    """Evidence reports: signed JSON of record, HTML and Markdown, chain of custody."""
+
+
+@report.command("list")
+@click.option("--namespace", "-n", help="Only this namespace (shell wildcards allowed).")
+@click.option("--pod", help="Only this pod (shell wildcards allowed).")
+@click.option("--since", help="Only reports newer than this: 24h, 30m, 7d, 2w, or a date.")
+@click.option("--severity", type=SEVERITY_CHOICE,
+              help="Only reports whose verdict is at least this severe.")
+@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
+              help="Show at most this many (0: all).")
+@click.option("--output", "-o", "output", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+def list_reports(namespace: str | None, pod: str | None, since: str | None,
+                 severity: str | None, limit: int, output: str) -> None:
+    """Stored reports, newest first."""
+    from forensics.report.store import parse_since
+
+    try:
+        since_time = parse_since(since) if since else None
+    except ValueError as exc:
+        raise UsageError(f"--since: {exc}") from None
+    store = _store()
+    rows, total = store.query(namespace=namespace, pod=pod, since=since_time,
+                              min_severity=severity.lower() if severity else None,
+                              limit=limit or None)
+    if output == "json":
+        dump_json([r.to_dict() for r in rows])
+        return
+    if not rows:
+        click.echo(f"no reports{' match' if total == 0 and store.index_path.exists() else ''} "
+                   f"(store: {store.root})")
+        return
+    from forensics.report.show import list_lines, list_table
+
+    if len(rows) > PLAIN_ABOVE:  # rich takes about a millisecond a row
+        click.echo("\n".join(list_lines(rows, total)))
+    else:
+        stdout().print(list_table(rows, total))
+
+
+def _load(report_id: str) -> tuple[dict[str, Any], Path]:
+    from forensics.report.errors import ReportError
+
+    store = _store()
+    row = store.resolve(report_id)
+    folder = store.directory(row.id)
+    try:
+        return json.loads((folder / "report.json").read_bytes()), folder
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"report {row.id}: cannot read {folder / 'report.json'}",
+                          why=str(exc), hint="`csi report verify` says what is wrong") from None
+
+
+@report.command()
+@click.argument("report_id", metavar="ID")
+def show(report_id: str) -> None:
+    """A report in the terminal: summary, findings, process tree, network, files, timeline.
+
+    ID is a report's ID, a unique prefix of one, or `latest`.
+    """
+    from forensics.report.errors import ReportError
+    from forensics.report.show import report_view
+
+    doc, _ = _load(report_id)
+    try:
+        view = report_view(doc)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ReportError(f"report {report_id} is malformed ({type(exc).__name__}: {exc})",
+                          hint="`csi report verify` says what is wrong") from None
+    stdout().print(view)
+
+
+@report.command("open")
+@click.argument("report_id", metavar="ID")
+def open_report(report_id: str) -> None:
+    """Open a report's HTML in the web browser."""
+    import webbrowser
+
+    from forensics.report.errors import ReportError
+
+    _, folder = _load(report_id)
+    page = (folder / "report.html").resolve()
+    if not page.is_file():
+        raise ReportError(f"{page}: missing", hint="`csi report verify` says what is wrong")
+    if not webbrowser.open(page.as_uri()):
+        raise ReportError(f"no web browser to open {page}", hint="open the file yourself, or "
+                          "set $BROWSER")
+    click.echo(f"opened {page}", err=True)
+
+
+@report.command()
+@click.argument("report_id", metavar="ID")
+@click.option("--format", "fmt", type=click.Choice(sorted(EXPORT_FILES)), default="html",
+              show_default=True)
+@click.option("-o", "--output", "output", type=click.Path(dir_okay=False), required=True,
+              help="Where to write it ('-': standard output).")
+def export(report_id: str, fmt: str, output: str) -> None:
+    """Copy a stored report out, byte for byte (the JSON is the signed original)."""
+    from forensics.report.errors import ReportError
+
+    store = _store()
+    row = store.resolve(report_id)
+    source = store.directory(row.id) / EXPORT_FILES[fmt]
+    try:
+        data = source.read_bytes()
+    except OSError as exc:
+        raise ReportError(f"{source}: cannot read", why=exc.strerror or str(exc)) from None
+    if output == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
+    try:
+        Path(output).write_bytes(data)
+    except OSError as exc:
+        raise UsageError(f"{output}: cannot write", why=exc.strerror or str(exc)) from None
+    click.echo(f"report {row.id} ({fmt}) written to {output}", err=True)
+
+
+@report.command()
+@click.argument("target", metavar="ID|FILE")
+@click.option("--archive", type=click.Path(dir_okay=False),
+              help="The archive's location, if not where the report says it was analysed.")
+@click.option("--skip-archive", is_flag=True, help="Do not re-hash the archive.")
+@click.option("--key-fingerprint", help="Fail unless signed by this key (sha256:…).")
+def verify(target: str, archive: str | None, skip_archive: bool,
+           key_fingerprint: str | None) -> None:
+    """Check a report's signature and every hash in its chain of custody.
+
+    ID|FILE is a stored report (ID, unique prefix, `latest`), or a report.json
+    file (or the folder holding it) from anywhere. Exit status 3 if anything
+    does not match, with each mismatch named.
+    """
+    from forensics.report.errors import VerificationError
+    from forensics.report.verify import verify_report
+
+    path = Path(target)
+    if path.is_dir():
+        path = path / "report.json"
+    if not path.is_file():
+        store = _store()
+        path = store.directory(store.resolve(target).id) / "report.json"
+    result = verify_report(path, archive=archive, check_archive=not skip_archive,
+                           expected_key=key_fingerprint)
+    marks = {"ok": "[green]    ok[/]", "failed": "[bold red]FAILED[/]",
+             "skipped": "[yellow]  skip[/]"}
+    from rich.markup import escape
+
+    console = stdout()
+    for check in result.checks:
+        console.print(f"{marks[check.status]}  {check.name}: {escape(check.detail)}")
+        for problem in check.problems[1:]:
+            console.print(f"{'':>8}{escape(problem)}")
+    if not result.ok:
+        raise VerificationError(f"report {result.subject} FAILED verification", result.problems)
+    console.print(f"report {escape(result.subject)}: verified")
+
+
+@report.command()
+def key() -> None:
+    """This installation's signing key: fingerprint and public key (made if missing)."""
+    from forensics.report.signing import load_signing_key
+
+    signing_key = load_signing_key()
+    click.echo(f"fingerprint {signing_key.fingerprint}")
+    click.echo(f"private key {signing_key.origin}")
+    click.echo(signing_key.public_pem(), nl=False)
+
+
+@report.command()
+def reindex() -> None:
+    """Index report folders the index lacks (after a crash, or copied in by hand)."""
+    store = _store()
+    added = store.reindex()
+    click.echo(f"{added} report(s) added to the index ({store.index_path})")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(report)

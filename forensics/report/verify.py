@@ -1,0 +1,271 @@
+"""``csi report verify``: is the report what was signed, and the archive what was analysed?
+
+Checks, each named in the result: the report file is exactly its canonical
+bytes; it validates against its schema; its Ed25519 signature verifies (and,
+if not, which parts differ from their signed digests); the chain of custody
+is consistent (the sha256 before analysis matches the one at capture); the
+renderings match the signed manifest; and the archive file, hashed again
+now, has the sha256 and size the report records (and, if not, which of its
+members changed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from forensics.report.canonical import canonical_bytes, sha256_hex
+from forensics.report.errors import ReportError
+from forensics.report.schema import schema_errors
+from forensics.report.signing import check_signature, load_signing_key
+
+HASH_CHUNK = 4 << 20
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # ok, failed, skipped
+    detail: str
+    problems: tuple[str, ...] = ()
+
+
+@dataclass
+class Verification:
+    subject: str  # the report's ID, or the file
+    checks: list[Check] = field(default_factory=list)
+    fingerprint: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(c.status != "failed" for c in self.checks)
+
+    @property
+    def problems(self) -> list[str]:
+        return [p for c in self.checks for p in c.problems]
+
+    def add(self, name: str, problems: list[str], ok_detail: str) -> None:
+        status = "failed" if problems else "ok"
+        detail = problems[0] if problems else ok_detail
+        self.checks.append(Check(name, status, detail, tuple(problems)))
+
+    def skip(self, name: str, why: str) -> None:
+        self.checks.append(Check(name, "skipped", why))
+
+
+def verify_report(report_json: Path, *, archive: str | None = None, check_archive: bool = True,
+                  expected_key: str | None = None) -> Verification:
+    """Verify the report file ``report_json`` (with ``manifest.json`` beside it, if there)."""
+    result = Verification(str(report_json))
+    try:
+        data = report_json.read_bytes()
+    except OSError as exc:
+        raise ReportError(f"{report_json}: cannot read", why=exc.strerror or str(exc)) from None
+    document = _parse(data, report_json.name, result)
+    if document is None:
+        return result
+    result.subject = str(document.get("id", report_json))
+    try:
+        canonical = canonical_bytes(document)
+    except ReportError as exc:
+        result.add("canonical form", [f"{report_json.name}: {exc} (the file was altered)"], "")
+        return result
+    if data != canonical:
+        at = _first_difference(data, canonical)
+        result.add("canonical form", [
+            f"{report_json.name}: byte {at} differs from the canonical (signed) form "
+            f"(near {data[max(0, at - 30):at + 30]!r}): the file was edited after signing"], "")
+    else:
+        result.add("canonical form", [], f"{report_json.name} is exactly its canonical bytes "
+                   f"(sha256 {sha256_hex(data)})")
+    errors = schema_errors(document)
+    result.add("schema", [f"{report_json.name}: schema: {e}" for e in errors],
+               f"valid against report.schema.json (version {document.get('schema_version')})")
+    _signature(document, result, expected_key)
+    _custody(document, result)
+    _renderings(report_json.parent, data, document, result)
+    if check_archive:
+        _archive(document, archive, result)
+    else:
+        result.skip("archive", "not checked (--skip-archive)")
+    return result
+
+
+def _parse(data: bytes, label: str, result: Verification) -> dict[str, Any] | None:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        result.add("canonical form", [f"{label}: byte {exc.start} is not valid UTF-8 "
+                                      "(the file was altered)"], "")
+        return None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        byte = len(text[:exc.pos].encode("utf-8"))
+        result.add("canonical form", [f"{label}: not valid JSON at byte {byte} ({exc.msg}, "
+                                      f"near {data[max(0, byte - 30):byte + 30]!r}): the file "
+                                      "was altered"], "")
+        return None
+    if not isinstance(document, dict):
+        result.add("canonical form", [f"{label}: not a JSON object"], "")
+        return None
+    return document
+
+
+def _first_difference(a: bytes, b: bytes) -> int:
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return i
+    return min(len(a), len(b))
+
+
+def _signature(document: dict[str, Any], result: Verification, expected: str | None) -> None:
+    check = check_signature(document, "report.json")
+    result.fingerprint = check.fingerprint
+    problems = list(check.problems)
+    if expected and check.fingerprint and check.fingerprint != _normal(expected):
+        problems.append(f"report.json: signed by {check.fingerprint}, not by the expected key "
+                        f"{_normal(expected)}")
+    whose = ""
+    if check.fingerprint:
+        try:
+            local = load_signing_key(create=False).fingerprint
+        except ReportError:
+            local = None
+        whose = (" (this installation's key)" if local == check.fingerprint else
+                 " (not this installation's key: compare the fingerprint with the signer's)")
+    result.add("signature", problems, f"Ed25519 signature by {check.fingerprint}{whose} "
+               "verifies; every part matches its signed digest")
+
+
+def _normal(fingerprint: str) -> str:
+    text = fingerprint.strip().lower()
+    return text if text.startswith("sha256:") else "sha256:" + text
+
+
+def _custody(document: dict[str, Any], result: Verification) -> None:
+    try:
+        archive = document["custody"]["archive"]
+        capture = document["custody"]["capture"]
+    except (KeyError, TypeError):
+        result.add("chain of custody", ["report.json: no custody.archive/custody.capture"], "")
+        return
+    problems = []
+    if capture.get("archive_sha256") and capture["archive_sha256"] != archive.get("sha256"):
+        problems.append(f"chain of custody: the archive hashed before analysis "
+                        f"({archive.get('sha256')}) is not the one captured "
+                        f"({capture['archive_sha256']})")
+    if capture.get("archive_size") is not None and capture["archive_size"] != archive.get("size"):
+        problems.append(f"chain of custody: the archive analysed had {archive.get('size')} "
+                        f"bytes, {capture['archive_size']} at capture")
+    recorded = "sha256 at capture and before analysis agree" if capture.get(
+        "archive_sha256") else "no sha256 recorded at capture (manual analysis)"
+    result.add("chain of custody", problems, recorded)
+
+
+def _renderings(folder: Path, report_bytes: bytes, document: dict[str, Any],
+                result: Verification) -> None:
+    path = folder / "manifest.json"
+    if not path.is_file():
+        result.skip("renderings", "no manifest.json beside the report")
+        return
+    try:
+        manifest = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        result.add("renderings", [f"manifest.json: unreadable ({exc})"], "")
+        return
+    problems = list(check_signature(manifest, "manifest.json").problems)
+    if manifest.get("signature", {}).get("key_fingerprint") != result.fingerprint:
+        problems.append("manifest.json: signed by another key than the report")
+    if manifest.get("report_id") != document.get("id"):
+        problems.append(f"manifest.json: is for report {manifest.get('report_id')}, not "
+                        f"{document.get('id')}")
+    files = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
+    for name, entry in sorted(files.items()):
+        file = folder / name
+        data = report_bytes if name == "report.json" else (
+            file.read_bytes() if file.is_file() else None)
+        if data is None:
+            problems.append(f"{name}: missing")
+        elif sha256_hex(data) != entry.get("sha256"):
+            problems.append(f"{name}: sha256 {sha256_hex(data)} is not the signed "
+                            f"{entry.get('sha256')} ({len(data)} bytes, signed "
+                            f"{entry.get('size')}): the file was altered")
+    result.add("renderings", problems,
+               f"{', '.join(sorted(files))} match the signed manifest")
+
+
+def _archive(document: dict[str, Any], override: str | None, result: Verification) -> None:
+    try:
+        recorded = document["custody"]["archive"]
+        path = override or recorded["path"]
+    except (KeyError, TypeError):
+        result.add("archive", ["report.json: no custody.archive.path"], "")
+        return
+    try:
+        size, digest = _hash_file(path)
+    except OSError as exc:
+        result.add("archive", [f"archive {path}: cannot be read ({exc.strerror or exc}); give "
+                               "its location with --archive, or --skip-archive"], "")
+        return
+    problems = []
+    signed = recorded.get("sha256")
+    at_capture = document.get("custody", {}).get("capture", {}).get("archive_sha256")
+    if digest != signed:
+        problems.append(f"archive {path}: sha256 is now {digest}, the report records {signed} "
+                        f"({size} bytes now, {recorded.get('size')} recorded)")
+        problems += changed_members(path, recorded.get("members") or [])
+    elif at_capture and digest != at_capture:
+        problems.append(f"archive {path}: sha256 {digest} is not the one at capture {at_capture}")
+    result.add("archive", problems, f"{path}: sha256 {digest} and size {size} as recorded"
+               + (" at capture and before analysis" if at_capture else " before analysis"))
+
+
+def _hash_file(path: str) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb", buffering=0) as f:
+        while chunk := f.read(HASH_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def changed_members(path: str, signed: list[dict[str, Any]]) -> list[str]:
+    """Which members of the archive differ from their recorded sha256 (best effort)."""
+    from forensics.archive.source import ArchiveSource
+    from forensics.errors import CsiError
+
+    before = {m["name"]: m for m in signed if isinstance(m, dict) and "name" in m}
+    try:
+        with ArchiveSource(path, hash_cache=False) as source:
+            now = {}
+            for name, member in source.members.items():
+                if member.kind != "file":
+                    continue
+                digest = hashlib.sha256()
+                for offset in range(0, member.size, HASH_CHUNK):
+                    digest.update(source.pread(member, offset, HASH_CHUNK))
+                now[name] = (member.size, digest.hexdigest())
+            warnings = list(source.warnings)
+    except (CsiError, OSError) as exc:
+        return [f"archive {path}: can no longer be read as a checkpoint archive ({exc})"]
+    out = []
+    for name in sorted(set(before) | set(now)):
+        if name not in now:
+            out.append(f"archive member {name}: missing (it was recorded)")
+        elif name not in before:
+            out.append(f"archive member {name}: added (it was not recorded)")
+        elif now[name][1] != before[name].get("sha256"):
+            out.append(f"archive member {name}: content changed (sha256 {now[name][1]}, "
+                       f"recorded {before[name].get('sha256')}; {now[name][0]} bytes, "
+                       f"recorded {before[name].get('size')})")
+    out += [f"archive: {w}" for w in warnings]
+    if not out:
+        out.append("archive: every member's content is as recorded: the change lies in tar "
+                   "headers, padding or compression")
+    return out
+
