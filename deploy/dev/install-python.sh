@@ -17,6 +17,7 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 echo "python: installing csi and its dependencies into $venv"
 "$venv/bin/python" -m pip install --quiet --upgrade pip
-"$venv/bin/python" -m pip install --quiet -e "$here[dev]"
+# compat mode: a plain .pth entry instead of an import hook (15 ms off every start-up)
+"$venv/bin/python" -m pip install --quiet -e "$here[dev]" --config-settings editable_mode=compat
 echo "$want" > "$stamp"
 echo "python: $("$venv/bin/csi" --version)"

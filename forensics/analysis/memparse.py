@@ -12,19 +12,20 @@ side, non-printable bytes shown as ``?``.
 from __future__ import annotations
 
 import os
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
-import regex
-
+from forensics.analysis.bytesearch import find_all
 from forensics.archive.checkpoint import Checkpoint
 from forensics.archive.memory import ProcessMemory
 from forensics.archive.model import Process
 from forensics.errors import UsageError
 
 WINDOW = 16 << 20
+SEARCH_THREADS = max(1, min(4, os.cpu_count() or 1))
 _PRINTABLE = bytes(b if 32 <= b < 127 else 0x3F for b in range(256))
 _DOTS = bytes(b if 32 <= b < 127 else 0x2E for b in range(256))
 HEADER = ("Address           Hexadecimal" + " " * 39 + "ASCII" + " " * 12 + "\n"
@@ -68,34 +69,37 @@ def _tree_order(ckpt: Checkpoint) -> list[Process]:
     return out
 
 
-def _runs(memory: ProcessMemory) -> Iterator[tuple[int, int, int]]:
-    """(vaddr, size, offset) of present memory, adjacent runs merged (virtually and on disk)."""
-    current: list[int] | None = None
-    for run in memory.entries_in_order:
-        contiguous = current and current[0] + current[1] == run.vaddr
-        if contiguous and current and current[2] + current[1] == run.offset:
-            current[1] += run.size
-            continue
-        if current:
-            yield current[0], current[1], current[2]
-        current = [run.vaddr, run.size, run.offset]
-    if current:
-        yield current[0], current[1], current[2]
-
-
 def _windows(memory: ProcessMemory, overlap: int) -> Iterator[tuple[int, memoryview]]:
-    """(vaddr, bytes) windows over present memory; consecutive windows overlap."""
-    buf = bytearray(WINDOW + overlap)
-    step = WINDOW
-    for vaddr, size, offset in _runs(memory):
-        done = 0
-        while done < size:
-            take = min(step + overlap, size - done)
-            n = memory.read_into(offset + done, memoryview(buf)[:take])
-            yield vaddr + done, memoryview(buf)[:n]
-            if done + take >= size:
-                break
-            done += step
+    """(vaddr, bytes) windows over present memory; consecutive windows overlap.
+
+    Two buffers: while the caller searches one window, a helper thread reads
+    the next into the other (preadv releases the GIL).
+    """
+    plan = _plan(memory, overlap)
+    buffers = [bytearray(WINDOW + overlap) for _ in range(2)]
+
+    def fill(i: int) -> int:
+        _, offset, take = plan[i]
+        return memory.read_into(offset, memoryview(buffers[i % 2])[:take])
+
+    filled = [0] * len(plan)
+
+    def prefetch(i: int) -> threading.Thread:
+        thread = threading.Thread(target=lambda: filled.__setitem__(i, fill(i)), daemon=True)
+        thread.start()
+        return thread
+
+    pending = prefetch(0) if plan else None
+    for i, (vaddr, _, _) in enumerate(plan):
+        assert pending is not None
+        pending.join()
+        pending = prefetch(i + 1) if i + 1 < len(plan) else None
+        try:
+            yield vaddr, memoryview(buffers[i % 2])[: filled[i]]
+        except GeneratorExit:
+            if pending is not None:
+                pending.join()  # never leave a reader writing into a freed buffer
+            raise
 
 
 def search(
@@ -108,6 +112,8 @@ def search(
         raise UsageError("--context cannot be negative")
     compiled = None
     if pattern is not None:
+        import regex  # only regex searches pay for its import
+
         try:
             compiled = regex.compile(pattern.encode("utf-8", "surrogateescape"))
         except regex.error as exc:
@@ -118,33 +124,84 @@ def search(
     found = 0
     for pid in pids:
         memory = ckpt.memory(pid)
-        overlap = (len(literal) if literal else 4096) + 2 * context
-        reported: set[int] = set()  # addresses reported in the previous window's overlap
-        for base, window in _windows(memory, overlap):
-            current: set[int] = set()
-            for start, end in _find(window, literal, compiled, deadline, pattern):
-                address = base + start
-                if address in reported:
-                    continue  # found again in the overlap with the previous window
-                if start >= WINDOW:
-                    current.add(address)
-                lo, hi = max(0, start - context), min(len(window), end + context)
-                found += 1
-                yield Match(pid, address, bytes(window[lo:hi]).translate(_PRINTABLE).decode())
-                if found >= limit:
-                    return
-            reported = current
+        hits: Iterable[tuple[int, bytes]]
+        if compiled is None:
+            assert literal is not None
+            hits = _literal_hits(memory, literal, context, limit - found)
+        else:
+            hits = _regex_hits(memory, compiled, context, deadline, pattern or "")
+        for address, data in hits:
+            found += 1
+            yield Match(pid, address, data.translate(_PRINTABLE).decode())
+            if found >= limit:
+                return
 
 
-def _find(window: memoryview, literal: bytes | None, compiled: regex.Pattern[bytes] | None,
+def _plan(memory: ProcessMemory, overlap: int) -> list[tuple[int, int, int]]:
+    """(vaddr, pages-file offset, bytes) of each window; windows overlap by ``overlap``."""
+    return [(e.vaddr + done, e.offset + done, min(WINDOW + overlap, e.size - done))
+            for e in memory.extents() for done in range(0, e.size, WINDOW)]
+
+
+def _literal_hits(memory: ProcessMemory, literal: bytes, context: int,
+                  limit: int) -> list[tuple[int, bytes]]:
+    """Every occurrence, with context, in address order. Windows are shared out between
+    threads that each read (preadv) and search (memmem) without holding the GIL."""
+    overlap = len(literal) + 2 * context
+    plan = _plan(memory, overlap)
+    hits: dict[int, bytes] = {}
+    lock = threading.Lock()
+    failures: list[BaseException] = []
+
+    def work(first: int) -> None:
+        buf = bytearray(WINDOW + overlap)
+        try:
+            for vaddr, offset, take in plan[first::SEARCH_THREADS]:
+                n = memory.read_into(offset, memoryview(buf)[:take])
+                for at in find_all(buf, n, literal):
+                    data = bytes(buf[max(0, at - context): min(n, at + len(literal) + context)])
+                    with lock:  # a hit seen from two windows keeps its fuller context
+                        if len(data) > len(hits.get(vaddr + at, b"")):
+                            hits[vaddr + at] = data
+                        if len(hits) >= limit:
+                            return
+        except BaseException as exc:  # re-raised in the caller's thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,), daemon=True)
+               for i in range(min(SEARCH_THREADS, len(plan)))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+    return sorted(hits.items())[:limit]
+
+
+def _regex_hits(memory: ProcessMemory, compiled: Any, context: int, deadline: float,
+                pattern: str) -> Iterator[tuple[int, bytes]]:
+    """Regex matches in address order, window by window (bounded in time)."""
+    overlap = 4096 + 2 * context
+    reported: set[int] = set()  # addresses reported in the previous window's overlap
+    for base, window in _windows(memory, overlap):
+        current: set[int] = set()
+        for start, end in _find(window, None, compiled, deadline, pattern):
+            address = base + start
+            if address in reported:
+                continue  # found again in the overlap with the previous window
+            if start >= WINDOW:
+                current.add(address)
+            yield address, bytes(window[max(0, start - context): min(len(window), end + context)])
+        reported = current
+
+
+def _find(window: memoryview, literal: bytes | None, compiled: Any,
           deadline: float, pattern: str | None) -> Iterator[tuple[int, int]]:
     if literal is not None and compiled is None:
-        data = window.obj if isinstance(window.obj, bytearray) else bytes(window)
-        end = len(window)
-        at = data.find(literal, 0, end)
-        while at >= 0:
+        data = window.obj if isinstance(window.obj, bytearray) else bytearray(window)
+        for at in find_all(data, len(window), literal):
             yield at, at + len(literal)
-            at = data.find(literal, at + 1, end)
         return
     assert compiled is not None
     remaining = deadline - time.monotonic()

@@ -46,11 +46,18 @@ class Checkpoint:
     """A container checkpoint archive opened for analysis (read-only)."""
 
     def __init__(
-        self, path: str, *, progress: Progress | None = None, hash_cache: bool = True
+        self, path: str, *, progress: Progress | None = None, hash_cache: bool = True,
+        hash_eagerly: bool = True,
     ) -> None:
-        """Open ``path``; ``hash_cache=False`` recomputes the sha256 (analysis of evidence)."""
-        self.source = ArchiveSource(path, progress=progress, hash_cache=hash_cache)
+        """Open ``path``. ``hash_cache=False`` recomputes the sha256 (analysis of evidence);
+        ``hash_eagerly=False`` hashes only if the digest is asked for."""
+        self.source = ArchiveSource(path, progress=progress, hash_cache=hash_cache,
+                                    hash_eagerly=hash_eagerly)
         try:
+            if not any(n.startswith(CKPT) for n in self.source.members) and self.source.warnings:
+                damage = "; ".join(w.removeprefix(f"{path}: ") for w in self.source.warnings)
+                raise ArchiveError(path, "no readable checkpoint/ directory", why=damage,
+                                   hint="the archive is damaged: copy it again from the node")
             if not any(n.startswith(CKPT) for n in self.source.members):
                 raise ArchiveError(
                     path, "no checkpoint/ directory", why="this is not a container checkpoint",
@@ -198,16 +205,17 @@ class Checkpoint:
 
     def _tcp_queue(self, name: str, ino: int) -> TcpQueue | None:
         """The entry is followed by inq_len bytes of receive queue, then the send queue."""
+        label = f"{self.path}: {name}"
         try:
             data = self.source.read(name)
-            first = next(entries(name, data, "tcp-stream"), None)
+            first = next(entries(label, data, "tcp-stream"), None)
             if first is None:
-                raise CriuImageError(name, "image holds no entry")
+                raise CriuImageError(label, "image holds no entry")
             offset, payload = first
             try:
                 entry = decode(m.TCP_STREAM, payload)
             except WireError as exc:
-                raise CriuImageError(name, f"malformed tcp_stream_entry: {exc}") from None
+                raise CriuImageError(label, f"malformed tcp_stream_entry: {exc}") from None
         except (ArchiveError, CriuImageError) as exc:
             self._warnings.append(str(exc))
             return None

@@ -116,6 +116,7 @@ class ProcessMemory:
         self.page_size = page_size
         self.warnings: list[str] = []
         available = pages.size if pages is not None else 0
+        pages_name = pages.name if pages is not None else f"pages-{pagemap.pages_id}.img (missing)"
         runs: list[Run] = []
         offset = 0
         for entry in pagemap.entries:
@@ -124,9 +125,9 @@ class ProcessMemory:
             size = entry.nr_pages * page_size
             if offset + size > available:
                 self.warnings.append(
-                    f"{label}: pagemap entry at 0x{entry.vaddr:x} ({entry.nr_pages} pages) points "
-                    f"past the end of pages-{pagemap.pages_id}.img ({available} bytes); "
-                    "the rest of this process's memory is unreadable"
+                    f"{label}: entry at 0x{entry.vaddr:x} ({entry.nr_pages} pages) points past "
+                    f"the end of {pages_name} ({available} bytes); the rest of this process's "
+                    "memory is unreadable"
                 )
                 break
             runs.append(Run(entry.vaddr, size, offset))
@@ -184,13 +185,22 @@ class ProcessMemory:
             parts.pop()
         return tuple(p.decode("utf-8", errors="backslashreplace") for p in parts)
 
+    def extents(self) -> list[Run]:
+        """Present memory as few runs as possible: entries contiguous both in the address
+        space and in the pages file are merged (CRIU splits them at about 1 MiB)."""
+        merged: list[Run] = []
+        for run in self.entries_in_order:
+            last = merged[-1] if merged else None
+            if last and last.end == run.vaddr and last.offset + last.size == run.offset:
+                merged[-1] = Run(last.vaddr, last.size + run.size, last.offset)
+            else:
+                merged.append(run)
+        return merged
+
     def iter_chunks(self, chunk: int = 4 << 20) -> Iterator[tuple[int, bytes]]:
         """Yield (vaddr, bytes) over all present memory, ``chunk`` bytes at a time."""
         assert chunk > 0
-        for run in self.runs:
-            done = 0
-            while done < run.size:
+        for run in self.extents():
+            for done in range(0, run.size, chunk):
                 take = min(chunk, run.size - done)
-                assert self._pages is not None
-                yield run.vaddr + done, self._source.pread(self._pages, run.offset + done, take)
-                done += take
+                yield run.vaddr + done, self.read_at_offset(run.offset + done, take)

@@ -17,7 +17,7 @@ from functools import partial
 from typing import Any
 
 from forensics.archive.criu import messages as m
-from forensics.archive.criu.image import decode_entries, decode_first
+from forensics.archive.criu.image import decode_entries, decode_first, decode_prefix
 from forensics.archive.criu.wire import Message
 from forensics.archive.memory import ProcessMemory, parse_pagemap
 from forensics.archive.model import Credentials, OpenFile, Process, Socket, Thread
@@ -45,6 +45,8 @@ _LEGACY_FILE_IMAGES: tuple[tuple[str, str, Message, int, str], ...] = (
 
 def format_ip(words: list[int], family: int) -> str:
     """Print an address CRIU stores as u32 words (network order, read little-endian)."""
+    if any(not 0 <= w < 1 << 32 for w in words):  # a damaged image: say so, do not guess
+        return "invalid:" + ",".join(f"{w:x}" for w in words)
     raw = b"".join(w.to_bytes(4, "little") for w in words)
     try:
         if family == 2 or len(raw) == 4:
@@ -80,17 +82,21 @@ class ImageReader:
     def data(self, image: str) -> bytes:
         return self.source.read(CKPT + image)
 
+    def label(self, image: str) -> str:
+        """How errors name an image: the archive, then the member."""
+        return f"{self.source.path}: {CKPT}{image}"
+
     def first(self, image: str, kind: str, message: Message) -> dict[str, Any]:
-        return decode_first(CKPT + image, self.data(image), kind, message)
+        return decode_first(self.label(image), self.data(image), kind, message)
 
     def all(self, image: str, kind: str, message: Message) -> list[dict[str, Any]]:
-        return decode_entries(CKPT + image, self.data(image), kind, message)
+        return decode_entries(self.label(image), self.data(image), kind, message)
 
     def _inventory(self) -> dict[str, Any]:
         try:
             return self.first("inventory.img", "inventory", m.INVENTORY)
         except (ArchiveError, CriuImageError) as exc:
-            self.warnings.append(f"{self.source.path}: {exc}; assuming a current CRIU layout")
+            self.warnings.append(f"{exc}; assuming a current CRIU layout")
             return {"fdinfo_per_id": True}
 
     # ------------------------------------------------------------ files
@@ -200,7 +206,22 @@ class ProcessLoader:
         self.source = images.source
 
     def pstree(self) -> list[dict[str, Any]]:
-        return self.images.all("pstree.img", "pstree", m.PSTREE)
+        """The tasks, up to any damage in ``pstree.img`` (warned); a pid listed twice once."""
+        label = self.images.label("pstree.img")
+        tree, damage = decode_prefix(label, self.images.data("pstree.img"), "pstree", m.PSTREE)
+        if damage is not None:
+            if not tree:
+                raise damage
+            self.images.warnings.append(f"{damage}; only the first {len(tree)} tasks are read")
+        unique: dict[int, dict[str, Any]] = {}
+        for entry in tree:
+            pid = entry.get("pid", 0)
+            if pid in unique:
+                self.images.warnings.append(f"{label}: pid {pid} is listed twice; "
+                                            "the second entry is ignored")
+                continue
+            unique[pid] = entry
+        return list(unique.values())
 
     def load_all(self) -> list[Process]:
         return [self.load(entry) for entry in self.pstree()]
@@ -229,7 +250,8 @@ class ProcessLoader:
         info["threads"] = tuple(
             self._thread(tid, pid, info["comm"], errors) for tid in tree.get("threads", []) or [pid]
         )
-        if info["task_state"] not in (1, 3):  # dead tasks keep no files or memory
+        if core and info["task_state"] not in (1, 3):  # dead tasks keep no files or memory;
+            # when core-N.img cannot be read the state is unknown: read what there is
             return Process(**info, errors=tuple(errors))
         ids = core.get("ids") or self._step(errors, lambda: self.images.first(
             f"ids-{pid}.img", "ids", m.TASK_KOBJ_IDS))
@@ -265,9 +287,10 @@ class ProcessLoader:
     def memory(self, pid: int) -> ProcessMemory:
         """The memory layer of process ``pid``."""
         name = f"pagemap-{pid}.img"
-        pagemap = parse_pagemap(CKPT + name, self.images.data(name))
+        label = self.images.label(name)
+        pagemap = parse_pagemap(label, self.images.data(name))
         pages = self.source.members.get(f"{CKPT}pages-{pagemap.pages_id}.img")
-        return ProcessMemory(self.source, pages, pagemap, label=f"{self.source.path}: pid {pid}")
+        return ProcessMemory(self.source, pages, pagemap, label=label)
 
     def _thread(self, tid: int, pid: int, comm: str, errors: list[str]) -> Thread:
         if tid == pid:

@@ -44,8 +44,12 @@ def list_nested_tar(
 
 def _hash(source: ArchiveSource, window: Member) -> str:
     digest = hashlib.sha256()
+    buf = memoryview(bytearray(HASH_CHUNK))  # reused: bulk reads allocate nothing
     for done in range(0, window.size, HASH_CHUNK):
-        digest.update(source.pread(window, done, min(HASH_CHUNK, window.size - done)))
+        n = source.pread_into(window, done, buf[: min(HASH_CHUNK, window.size - done)])
+        if n <= 0:
+            break
+        digest.update(buf[:n])
     return digest.hexdigest()
 
 

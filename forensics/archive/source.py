@@ -17,6 +17,7 @@ import gzip
 import hashlib
 import io
 import lzma
+import math
 import os
 import posixpath
 import shutil
@@ -24,6 +25,7 @@ import stat
 import tarfile
 import tempfile
 import threading
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, cast
@@ -33,6 +35,7 @@ from forensics.errors import ArchiveError
 
 CHUNK = 1 << 20
 MAX_METADATA_MEMBER = 64 << 20  # JSON and CRIU images larger than this are refused
+MAX_TAR_HEADER = 1 << 20  # pax and GNU long-name headers larger than this are refused
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(done_bytes, total_bytes)`` while decompressing."""
@@ -96,27 +99,43 @@ def index_tar(fileobj: IO[bytes], label: str, size: int) -> tuple[dict[str, Memb
     """Index a plain tar read from ``fileobj`` (of ``size`` bytes) without reading data.
 
     Returns the members by normalised name and warnings for members that are
-    unsafe or cut short. Raises :class:`ArchiveError` when not even the
-    first header can be read.
+    unsafe or cut short, and for a tar that ends early (cut inside a header,
+    a damaged header, no end-of-archive marker): what comes before is kept.
+    Raises :class:`ArchiveError` when not even the first header can be read.
+    Names that are not UTF-8 keep their bytes as ``\\xNN`` escapes.
     """
     members: dict[str, Member] = {}
     warnings: list[str] = []
+    reader = cast(IO[bytes], _BoundedReads(fileobj))
     try:
-        tar = tarfile.open(fileobj=fileobj, mode="r:")  # noqa: SIM115 - closed below
+        tar = tarfile.open(fileobj=reader, mode="r:", errors="backslashreplace")  # noqa: SIM115
     except tarfile.TarError as exc:
         raise ArchiveError(label, "not a tar archive", why=str(exc)) from None
+    last = ""
     try:
         while True:
+            where = tar.offset
             try:
                 info = tar.next()
             except tarfile.TarError as exc:
-                warnings.append(f"{label}: tar ends early after {len(members)} members ({exc})")
+                fileobj.seek(where)
+                block = fileobj.read(tarfile.BLOCKSIZE)
+                warnings.append(f"{label}: {_who(block, last)}: its tar header (byte {where}) "
+                                f"cannot be read ({exc}); it and anything after it are missing")
                 break
             if info is None:
+                problem = _end_problem(fileobj, tar.offset, size, last)
+                if problem:
+                    warnings.append(f"{label}: {problem}")
+                break
+            if info.size < 0 or tar.offset <= info.offset:
+                warnings.append(f"{label}: {info.name}: its tar header (byte {info.offset}) gives "
+                                f"a negative size ({info.size}); anything after it is ignored")
                 break
             name = normalise_member_name(info.name)
             if name is None:
-                warnings.append(f"{label}: member {info.name!r} has an unsafe name; ignored")
+                warnings.append(f"{label}: member {info.name!r} has an unsafe name (absolute "
+                                "or with '..'); not used, ignored")
                 continue
             if name == ".":
                 continue
@@ -124,18 +143,66 @@ def index_tar(fileobj: IO[bytes], label: str, size: int) -> tuple[dict[str, Memb
             data_size = info.size if kind == "file" else 0
             if info.offset_data + data_size > size:
                 warnings.append(
-                    f"{label}: member {name} is cut short ({data_size} bytes announced, "
-                    f"{max(0, size - info.offset_data)} present); treated as unreadable"
+                    f"{label}: {name}: the tar ends inside this member "
+                    f"({max(0, size - info.offset_data)} of {data_size} bytes); it and anything "
+                    "after it are missing"
                 )
-                continue
+                break
+            last = name
             members[name] = Member(
                 name=name, kind=kind, offset=info.offset_data, size=data_size,
-                mode=_TYPE_BITS.get(kind, 0) | (info.mode & 0o7777), mtime=int(info.mtime),
+                mode=_TYPE_BITS.get(kind, 0) | (info.mode & 0o7777),
+                mtime=int(info.mtime) if math.isfinite(info.mtime) else 0,
                 linkname=info.linkname,
             )
     finally:
         tar.close()
     return members, warnings
+
+
+def _who(block: bytes, last: str) -> str:
+    """The member a (damaged) header block is for: the name it holds, else its place."""
+    name = block[:100].split(b"\0", 1)[0].decode("utf-8", "backslashreplace")
+    return name or (f"the member after {last}" if last else "the first member")
+
+
+def _end_problem(fileobj: IO[bytes], offset: int, size: int, last: str) -> str | None:
+    """Why the tar index stopped at ``offset``, unless at a proper end-of-archive block."""
+    fileobj.seek(offset)
+    block = fileobj.read(tarfile.BLOCKSIZE)
+    if len(block) == tarfile.BLOCKSIZE and not block.strip(b"\0"):
+        return None
+    if not block:
+        after = f" after {last}" if last else ""
+        return f"the tar has no end-of-archive marker{after} (byte {offset}): it may be cut short"
+    if len(block) < tarfile.BLOCKSIZE:
+        return (f"{_who(block, last)}: the tar ends inside this member's header (byte "
+                f"{offset}, {size - offset} of 512 bytes); it and anything after it are missing")
+    return (f"{_who(block, last)}: its tar header (byte {offset}) is damaged (bad checksum); "
+            "it and anything after it are missing")
+
+
+class _BoundedReads:
+    """The tar as :mod:`tarfile` sees it: reads of headers only, each bounded.
+
+    A forged pax or GNU long-name header can claim any size (even negative,
+    which tarfile turns into "read to the end"); such reads are refused
+    instead of taking the whole archive into memory.
+    """
+
+    def __init__(self, fileobj: IO[bytes]) -> None:
+        self._f = fileobj
+
+    def read(self, size: int = -1) -> bytes:
+        if not 0 <= size <= MAX_TAR_HEADER:
+            raise tarfile.ReadError(f"a header claims {size} bytes of extended header data")
+        return self._f.read(size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
 
 
 class ArchiveSource:
@@ -146,7 +213,8 @@ class ArchiveSource:
     """
 
     def __init__(
-        self, path: str, *, progress: Progress | None = None, hash_cache: bool = True
+        self, path: str, *, progress: Progress | None = None, hash_cache: bool = True,
+        hash_eagerly: bool = True,
     ) -> None:
         self.path = path
         self.sha256_cached = False
@@ -156,14 +224,20 @@ class ArchiveSource:
         self._sha256: str | None = None
         self._hash_error: OSError | None = None
         self._cancel = threading.Event()
+        self._fd = -1
         try:
-            with open(path, "rb") as f:
-                self._stat = os.fstat(f.fileno())
-                head = f.read(8)
+            mode = os.stat(path).st_mode  # before open(): opening a fifo waits for a writer
+            if stat.S_ISREG(mode):
+                with open(path, "rb") as f:
+                    self._stat = os.fstat(f.fileno())
+                    mode = self._stat.st_mode
+                    head = f.read(8)
         except OSError as exc:
             raise ArchiveError(path, "cannot open", why=exc.strerror or str(exc)) from None
-        if not stat.S_ISREG(self._stat.st_mode):
-            raise ArchiveError(path, "not a regular file")
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "a device, fifo or socket"
+            raise ArchiveError(path, "not a regular file", why=f"it is {kind}",
+                               hint="give the checkpoint archive itself")
         self.size = self._stat.st_size
         self.compression = sniff_compression(head)
         cached = hashcache.lookup(self._stat) if hash_cache else None
@@ -171,16 +245,18 @@ class ArchiveSource:
             self._sha256, self.sha256_cached = cached, True
         if self.compression == "none":
             self.tar_path = path
-            if cached is None:
-                self._hash_thread = threading.Thread(target=self._hash_in_background,
-                                                     daemon=True)
-                self._hash_thread.start()
-        else:
-            self.tar_path = self._decompress(progress)
-        self._fd = os.open(self.tar_path, os.O_RDONLY)
-        tar_size = os.fstat(self._fd).st_size
-        with os.fdopen(os.dup(self._fd), "rb") as f:
-            self.members, warnings = index_tar(f, path, tar_size)
+            if cached is None and hash_eagerly:
+                self._start_hashing()
+        try:
+            if self.compression != "none":
+                self.tar_path = self._decompress(progress)
+            self._fd = os.open(self.tar_path, os.O_RDONLY)
+            tar_size = os.fstat(self._fd).st_size
+            with os.fdopen(os.dup(self._fd), "rb") as f:
+                self.members, warnings = index_tar(f, path, tar_size)
+        except BaseException:  # leave no thread, descriptor or decompressed copy behind
+            self.close()
+            raise
         self.warnings.extend(warnings)
 
     # ------------------------------------------------------------ lifecycle
@@ -203,14 +279,20 @@ class ArchiveSource:
 
     # ------------------------------------------------------------ hashing
 
+    def _start_hashing(self) -> None:
+        self._hash_thread = threading.Thread(target=self._hash_in_background, daemon=True)
+        self._hash_thread.start()
+
     def _hash_in_background(self) -> None:
         digest = hashlib.sha256()
+        buf = bytearray(CHUNK * 4)  # one buffer, reused: no per-chunk allocations
+        view = memoryview(buf)
         try:
             with open(self.path, "rb", buffering=0) as f:
-                while chunk := f.read(CHUNK * 4):
+                while n := f.readinto(buf):
                     if self._cancel.is_set():
                         return
-                    digest.update(chunk)
+                    digest.update(view[:n])
         except OSError as exc:
             self._hash_error = exc
             return
@@ -220,6 +302,8 @@ class ArchiveSource:
     @property
     def sha256(self) -> str:
         """The sha256 of the archive file exactly as given (compressed bytes included)."""
+        if self._sha256 is None and self._hash_thread is None and self._hash_error is None:
+            self._start_hashing()  # not started at open (hash_eagerly=False): now
         if self._hash_thread is not None:
             self._hash_thread.join()
         if self._hash_error is not None:
@@ -232,12 +316,18 @@ class ArchiveSource:
         self._tmpdir = tempfile.mkdtemp(prefix="csi-archive-")
         out_path = os.path.join(self._tmpdir, "archive.tar")
         digest = hashlib.sha256()
+        if self.compression == "zstd" and (problem := zstd_incomplete(self.path)):
+            raise ArchiveError(self.path, "corrupt zstd data", why=problem,
+                               hint="the archive was probably cut short: copy it again")
         raw = cast(IO[bytes], _HashingReader(self.path, digest, self.size, progress))
         try:
             with _decompressor(self.compression, raw) as stream, open(out_path, "wb") as out:
-                while chunk := stream.read(CHUNK):
-                    out.write(chunk)
-        except (OSError, EOFError, lzma.LZMAError, ValueError) as exc:
+                buf = bytearray(CHUNK)
+                view = memoryview(buf)
+                reader = cast(io.BufferedIOBase, stream)  # gzip, lzma, bz2, zstd: all have it
+                while n := reader.readinto(buf):
+                    out.write(view[:n])
+        except (OSError, EOFError, lzma.LZMAError, zlib.error, ValueError) as exc:
             if isinstance(exc, OSError) and exc.errno is not None:
                 raise ArchiveError(
                     self.path, "cannot decompress", why=exc.strerror or str(exc),
@@ -394,3 +484,53 @@ def _decompressor(kind: str, raw: IO[bytes]) -> Iterator[IO[bytes]]:
             raise ValueError(str(exc)) from None
     else:  # pragma: no cover - sniff_compression only names the ones above
         raise ValueError(f"unknown compression {kind}")
+
+
+_ZSTD_FRAME = 0xFD2FB528
+_ZSTD_SKIPPABLE = 0x184D2A50  # 0x184D2A50 ... 0x184D2A5F
+_ZSTD_DICT_ID_SIZES = (0, 1, 2, 4)
+_ZSTD_FCS_SIZES = (0, 2, 4, 8)
+
+
+def zstd_incomplete(path: str) -> str | None:
+    """Why a zstd file is cut short, or None when its every frame is whole.
+
+    python-zstandard's stream reader stops silently where the input ends,
+    even in the middle of a frame, so a truncated archive would look like a
+    shorter one. This walks the frame and block headers (RFC 8878) without
+    decompressing: a few bytes read per block of up to 128 KiB.
+    """
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+
+        def at(pos: int, n: int) -> bytes:
+            f.seek(pos)
+            return f.read(n)
+
+        pos = 0
+        while pos < size:
+            head = at(pos, 8)
+            magic = int.from_bytes(head[:4], "little")
+            if len(head) >= 8 and magic & 0xFFFFFFF0 == _ZSTD_SKIPPABLE:
+                pos += 8 + int.from_bytes(head[4:8], "little")
+                continue
+            if len(head) < 5:
+                return f"the file ends inside a frame header (byte {pos})"
+            if magic != _ZSTD_FRAME:
+                return f"no zstd frame where one should start (byte {pos})"
+            fhd = head[4]
+            single_segment = fhd >> 5 & 1
+            pos += 5 + (1 - single_segment) + _ZSTD_DICT_ID_SIZES[fhd & 3]
+            pos += _ZSTD_FCS_SIZES[fhd >> 6] or single_segment
+            while True:
+                block = at(pos, 3)
+                if len(block) < 3:
+                    return f"the file ends inside a frame, before its last block (byte {size})"
+                value = int.from_bytes(block, "little")
+                pos += 3 + (1 if value >> 1 & 3 == 1 else value >> 3)  # an RLE block is 1 byte
+                if value & 1:
+                    break
+            pos += 4 if fhd >> 2 & 1 else 0  # content checksum
+        if pos > size:
+            return f"the file ends {pos - size} bytes before the end of its last frame"
+        return None

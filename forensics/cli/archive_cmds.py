@@ -27,8 +27,10 @@ def _collect(paths: tuple[str, ...], build: Callable[[Checkpoint], dict[str, Any
     return out
 
 
+# Archive paths are checked when opened (csi's one-line errors), not by click:
+# a directory or a missing file is an ArchiveError like any other bad archive.
 @click.command()
-@click.argument("archives", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("archives", nargs=-1, required=True, type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
 def show(archives: tuple[str, ...], fmt: str) -> None:
@@ -46,7 +48,7 @@ def show(archives: tuple[str, ...], fmt: str) -> None:
 
 
 @click.command()
-@click.argument("archives", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("archives", nargs=-1, required=True, type=click.Path())
 @click.option("--ps-tree", is_flag=True, help="Show the process tree.")
 @click.option("--ps-tree-cmd", is_flag=True, help="Process tree with full command lines.")
 @click.option("--ps-tree-env", is_flag=True, help="Process tree with environment variables.")
@@ -115,8 +117,8 @@ def list_cmd(folders: tuple[str, ...], fmt: str) -> None:
 
 
 @click.command()
-@click.argument("a", type=click.Path(dir_okay=False))
-@click.argument("b", type=click.Path(dir_okay=False))
+@click.argument("a", type=click.Path())
+@click.argument("b", type=click.Path())
 def diff(a: str, b: str) -> None:
     """What changed from checkpoint A to checkpoint B of the same container (JSON)."""
     from forensics.archive.diff import diff_checkpoints

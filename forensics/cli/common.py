@@ -32,14 +32,15 @@ def stderr() -> Console:
 
 
 @contextlib.contextmanager
-def open_checkpoint(path: str, *, hash_cache: bool = True) -> Iterator[Checkpoint]:
+def open_checkpoint(path: str, *, hash_cache: bool = True,
+                    hash_eagerly: bool = True) -> Iterator[Checkpoint]:
     """Open an archive, with a progress bar on a terminal while decompressing."""
     import sys
 
     from forensics.archive.checkpoint import Checkpoint
 
     if not sys.stderr.isatty():
-        with Checkpoint(path, hash_cache=hash_cache) as ckpt:
+        with Checkpoint(path, hash_cache=hash_cache, hash_eagerly=hash_eagerly) as ckpt:
             yield ckpt
         return
     from rich.progress import (
@@ -57,7 +58,8 @@ def open_checkpoint(path: str, *, hash_cache: bool = True) -> Iterator[Checkpoin
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        ckpt = Checkpoint(path, progress=progress, hash_cache=hash_cache)
+        ckpt = Checkpoint(path, progress=progress, hash_cache=hash_cache,
+                          hash_eagerly=hash_eagerly)
     with ckpt:
         yield ckpt
 
@@ -68,4 +70,7 @@ def warn(warnings: list[str]) -> None:
 
 
 def dump_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+    text = json.dumps(value, indent=2, ensure_ascii=False)
+    # A lone surrogate (from a forged "\udcff" in config.dump, say) cannot be encoded;
+    # written as the same JSON escape it stays valid JSON, valid UTF-8.
+    click.echo(text.encode("utf-8", "backslashreplace").decode("utf-8"))

@@ -61,6 +61,19 @@ def decode_entries(
     return [_decode(name, off, payload, message) for off, payload in entries(name, data, kind)]
 
 
+def decode_prefix(
+    name: str, data: bytes | memoryview, kind: str, message: Message
+) -> tuple[list[dict[str, Any]], CriuImageError | None]:
+    """Decode entries up to the first damaged one: those read, and the damage (or None)."""
+    out: list[dict[str, Any]] = []
+    try:
+        for offset, payload in entries(name, data, kind):
+            out.append(_decode(name, offset, payload, message))
+    except CriuImageError as exc:
+        return out, exc
+    return out, None
+
+
 def decode_first(
     name: str, data: bytes | memoryview, kind: str, message: Message
 ) -> dict[str, Any]:

@@ -168,7 +168,9 @@ def decode(message: Message, buf: bytes | memoryview, _depth: int = 0) -> dict[s
             if wire != LENGTH:
                 raise WireError(f"{message.name}.{spec.name}: wrong wire type {wire}")
             if spec.kind == "string":
-                value = bytes(raw).decode("utf-8", errors="surrogateescape")
+                # like argv and unix socket names: bytes that are not UTF-8 read as \xNN,
+                # so every string csi reports can be printed and put into JSON
+                value = bytes(raw).decode("utf-8", errors="backslashreplace")
             elif spec.kind == "bytes":
                 value = bytes(raw)
             else:
