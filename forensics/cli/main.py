@@ -13,7 +13,14 @@ import sys
 import click
 
 from forensics import __version__
-from forensics.cli import analysis_cmds, archive_cmds, memparse_cmd, report_cmds
+from forensics.cli import (
+    analysis_cmds,
+    archive_cmds,
+    capture_cmds,
+    memparse_cmd,
+    registry_cmds,
+    report_cmds,
+)
 from forensics.errors import CsiError
 
 
@@ -31,6 +38,8 @@ archive_cmds.register(cli)
 analysis_cmds.register(cli)
 memparse_cmd.register(cli)
 report_cmds.register(cli)
+capture_cmds.register(cli)
+registry_cmds.register(cli)
 
 
 def main(argv: list[str] | None = None) -> int:

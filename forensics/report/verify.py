@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -205,6 +206,10 @@ def _archive(document: dict[str, Any], override: str | None, result: Verificatio
     except (KeyError, TypeError):
         result.add("archive", ["report.json: no custody.archive.path"], "")
         return
+    ref = (document.get("custody", {}).get("capture") or {}).get("registry_ref")
+    if override is None and ref and not os.path.exists(path):
+        _stored_archive(document, ref, result)  # a capture's copy is in the registry/layout
+        return
     try:
         size, digest = _hash_file(path)
     except OSError as exc:
@@ -222,6 +227,33 @@ def _archive(document: dict[str, Any], override: str | None, result: Verificatio
         problems.append(f"archive {path}: sha256 {digest} is not the one at capture {at_capture}")
     result.add("archive", problems, f"{path}: sha256 {digest} and size {size} as recorded"
                + (" at capture and before analysis" if at_capture else " before analysis"))
+
+
+def _stored_archive(document: dict[str, Any], ref: str, result: Verification) -> None:
+    """Pull the captured archive back from where the capture stored it, and check it."""
+    import tempfile
+
+    from forensics.capture.registry.api import pull_archive
+    from forensics.errors import CsiError
+
+    recorded = document["custody"]["archive"]
+    with tempfile.TemporaryDirectory(prefix="csi-verify-") as tmp:
+        try:
+            pulled = pull_archive(ref, os.path.join(tmp, "archive.tar"))
+        except CsiError as exc:
+            result.add("archive", [f"archive {ref}: cannot be pulled ({exc}); give a local "
+                                   "copy with --archive, or --skip-archive"], "")
+            return
+        manifest = (document.get("custody", {}).get("capture") or {}).get("manifest_digest")
+        problems = []
+        if manifest and pulled.digest != manifest:
+            problems.append(f"archive {ref}: the image's manifest is now {pulled.digest}, the "
+                            f"report records {manifest}")
+        if pulled.sha256 != recorded.get("sha256"):
+            problems.append(f"archive {ref}: sha256 is {pulled.sha256}, the report records "
+                            f"{recorded.get('sha256')}")
+        result.add("archive", problems, f"{ref}: pulled back, sha256 {pulled.sha256} and "
+                   f"manifest {pulled.digest} as recorded")
 
 
 def _hash_file(path: str) -> tuple[int, str]:

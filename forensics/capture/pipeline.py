@@ -1,0 +1,204 @@
+"""The capture pipeline: checkpoint → hash → push → pull back and verify → analyze → report.
+
+The same steps run under every executor: ``csi capture`` and the receiver's
+local executor call :func:`run_capture` in-process; an Argo workflow runs
+them as separate ``csi step`` containers. Evidence rules hold throughout:
+the archive is hashed once, when it is written; it is never modified; the
+copy that is analysed is pulled back from where it was stored and must
+have that same sha256; the capture's archive is deleted only after a
+verified push (and never when ``keep_node_copy``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from forensics.archive import hashcache
+from forensics.capture.errors import CaptureError
+from forensics.capture.request import CaptureRequest, CaptureResult
+
+Step = Callable[[str, str], None]
+"""Called as ``step(name, detail)`` when a step starts: checkpoint, hash, push, ..."""
+
+CHUNK = 4 << 20
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where things go; from the CLI flags or the receiver's configuration."""
+
+    work_dir: str = ""  # pulled copies; default: a temp dir
+    archive_dir: str = ""  # podman archives; default: $CSI_HOME/archives
+    registry_backend: str = "native"  # or "buildah"
+    kubeconfig: str | None = None
+    context: str | None = None
+    checkpoint_dir: str = "/var/lib/kubelet/checkpoints"
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def sha256_file(path: str) -> tuple[str, int]:
+    """The sha256 and size of a file, streamed."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    size = 0
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            digest.update(view[:n])
+            size += n
+    return digest.hexdigest(), size
+
+
+def run_capture(request: CaptureRequest, settings: Settings | None = None,
+                step: Step | None = None) -> CaptureResult:
+    """Run the whole capture; a failing step raises its CsiError (``permanent`` says whether a
+    retry can help) and leaves the archive where it is."""
+    settings = settings or Settings()
+    say = step or (lambda name, detail: None)
+    result = CaptureResult(request_id=request.id)
+    work = settings.work_dir or tempfile.mkdtemp(prefix="csi-capture-")
+    os.makedirs(work, mode=0o700, exist_ok=True)
+    owned_work = not settings.work_dir
+    try:
+        archive, node = _checkpoint(request, settings, work, result, say)
+        say("hash", archive)
+        result.archive_sha256, result.archive_size = sha256_file(archive)
+        result.archive_path = archive
+        hashcache.store(os.stat(archive), result.archive_sha256)
+        result.timeline["archive hashed"] = _iso(datetime.now(UTC))
+        _push(request, settings, archive, node, result, say)
+        if request.analyze:
+            _analyze(request, settings, work, node, result, say)
+        return result
+    finally:
+        if owned_work:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _checkpoint(request: CaptureRequest, settings: Settings, work: str,
+                result: CaptureResult, say: Step) -> tuple[str, str]:
+    target = request.target
+    if target.backend == "podman":
+        from forensics.capture import podman
+        from forensics.capture.registry.api import csi_home
+
+        say("checkpoint", f"podman container {target.container}")
+        # under the csi home, not the work dir: a kept archive (or one whose push failed)
+        # must outlive this run
+        archives = settings.archive_dir or str(csi_home() / "archives")
+        local = podman.checkpoint(target.container, archives)
+        result.timeline["checkpoint requested"] = _iso(local.requested_at)
+        result.timeline["checkpoint written"] = _iso(local.written_at)
+        return local.path, ""
+    from forensics.capture.kube import connect
+    from forensics.capture.kubelet import ApiServerProxy, KubeletClient
+
+    with connect(settings.kubeconfig, settings.context) as kube:
+        namespace = target.namespace or kube.namespace
+        if target.container_id and not target.container:
+            pod = kube.find_container_by_id(namespace, target.pod, target.container_id)
+        else:
+            pod = kube.resolve_pod(target.pod, namespace, target.container or None)
+        container = target.container or pod.containers[0]
+        say("checkpoint", f"{namespace}/{pod.pod}/{container} on node {pod.node}")
+        client = KubeletClient(ApiServerProxy(kube), checkpoint_dir=settings.checkpoint_dir)
+        done = client.checkpoint(pod.node, namespace, pod.pod, container, request.timeout_s)
+    result.timeline["checkpoint requested"] = _iso(done.requested_at)
+    result.timeline["checkpoint written"] = _iso(done.written_at)
+    if not os.path.isfile(done.path_on_node):
+        raise CaptureError(
+            f"the checkpoint is on node {pod.node} at {done.path_on_node}, not on this machine",
+            why="the local executor can only collect archives written where it runs",
+            hint="run `csi step collect-push` on that node (the csi-capture workflow does), "
+                 "or run the receiver as a DaemonSet on the nodes",
+            permanent=True)
+    return done.path_on_node, pod.node
+
+
+def _push(request: CaptureRequest, settings: Settings, archive: str, node: str,
+          result: CaptureResult, say: Step) -> None:
+    from forensics.capture.registry.api import push_archive
+
+    say("push", request.registry or "the OCI layout in the csi home")
+    alert = request.trigger.alert or {}
+    pushed = push_archive(
+        archive, request.registry, backend=settings.registry_backend,
+        sha256=result.archive_sha256, alert_rule=str(alert.get("rule", "")), node=node,
+        delete_source=not request.keep_node_copy,
+    )
+    if pushed.archive_sha256 != result.archive_sha256:
+        raise CaptureError(f"the registry stored {pushed.archive_sha256}, the capture hashed "
+                           f"{result.archive_sha256}", why="the archive changed in transit")
+    # registries: pinned by digest; an OCI layout is addressed by name, and the pull
+    # below checks that the manifest it finds is the one pushed
+    result.image_ref = pushed.target if pushed.target.startswith("oci:") else pushed.pinned
+    result.manifest_digest = pushed.manifest_digest
+    if pushed.source_deleted:
+        result.archive_path = ""
+    result.timeline["pushed"] = _iso(datetime.now(UTC))
+
+
+def _analyze(request: CaptureRequest, settings: Settings, work: str, node: str,
+             result: CaptureResult, say: Step) -> None:
+    """Analyze the copy pulled back from storage: it must be the archive captured."""
+    from forensics.analysis.base import Options
+    from forensics.analysis.runner import analyze
+    from forensics.archive.checkpoint import Checkpoint
+    from forensics.capture.registry.api import pull_archive
+    from forensics.report.provenance import Provenance, Trigger
+    from forensics.report.publish import report_analysis
+
+    say("pull", result.image_ref)
+    copy = os.path.join(work, f"pulled-{result.archive_sha256[:16]}.tar")
+    pulled = pull_archive(result.image_ref, copy, backend=settings.registry_backend,
+                          overwrite=True)
+    started = datetime.now(UTC)
+    say("analyze", copy)
+    if pulled.digest != result.manifest_digest:
+        raise CaptureError(f"{result.image_ref} now names manifest {pulled.digest}, not the "
+                           f"{result.manifest_digest} pushed",
+                           why="the image was replaced after the push")
+    with Checkpoint(copy, hash_cache=False) as ckpt:
+        if ckpt.archive.sha256 != result.archive_sha256 or pulled.sha256 != result.archive_sha256:
+            raise CaptureError(
+                "the stored checkpoint does not match what was captured",
+                why=f"captured sha256 {result.archive_sha256}, pulled {ckpt.archive.sha256}",
+                hint="the evidence may have been tampered with in the registry")
+        alert = request.trigger.alert
+        analysis = analyze(ckpt, Options(alert=alert))
+        result.timeline["analyzed"] = _iso(datetime.now(UTC))
+        trigger = (Trigger.from_alert(alert) if request.trigger.kind == "alert" and alert
+                   else Trigger.by_responder(request.trigger.responder or "unknown",
+                                             request.trigger.reason or None, alert))
+        provenance = Provenance(
+            trigger=trigger, node=node or None,
+            node_archive_path=result.archive_path or None,
+            archive_sha256_at_capture=result.archive_sha256,
+            archive_size_at_capture=result.archive_size, registry_ref=result.image_ref,
+            manifest_digest=result.manifest_digest,
+            checkpoint_requested=_parse(result.timeline.get("checkpoint requested")),
+            checkpoint_written=_parse(result.timeline.get("checkpoint written")),
+            pushed=_parse(result.timeline.get("pushed")), captured_by="local",
+        )
+        say("report", "")
+        stored = report_analysis(analysis, provenance, analysis_started=started)
+        result.report_id = stored.id
+        verdict = analysis.verdict
+        result.verdict = str(verdict) if verdict is not None else "none"
+        result.timeline["reported"] = _iso(datetime.now(UTC))
+    os.unlink(copy)
+
+
+def _parse(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+

@@ -1,0 +1,290 @@
+"""An HTTP client for one repository of an OCI Distribution registry.
+
+It authenticates on demand (a 401 challenge: Basic, or a Bearer token from
+the realm, cached per scope), retries transient failures (connection
+errors, 429, 5xx) with exponential backoff, and turns every failure into a
+one-line :mod:`~forensics.capture.registry.errors` error.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+
+from forensics.capture.registry import auth
+from forensics.capture.registry.base import RegistryOptions
+from forensics.capture.registry.errors import (
+    RegistryAuthError,
+    RegistryError,
+    RegistryStorageFullError,
+    RegistryTLSError,
+    RegistryUnavailableError,
+)
+from forensics.capture.registry.reference import ImageRef
+
+TRANSIENT_STATUS = (429, 500, 502, 503, 504)
+_BLOCKSIZE = 1 << 20
+_PLAIN_HTTP_HINTS = ("wrong version number", "record layer failure", "unknown protocol",
+                     "packet length too long")
+
+
+class _Adapter(HTTPAdapter):
+    """Sends bodies in 1 MiB blocks (urllib3's default of 16 KiB costs CPU at 600 MB)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        if int(str(getattr(urllib3, "__version__", "1")).split(".")[0]) >= 2:
+            kwargs["blocksize"] = _BLOCKSIZE
+        super().init_poolmanager(*args, **kwargs)
+
+
+def _registry_errors(resp: requests.Response) -> str:
+    try:
+        doc = resp.json()
+        parts = [f"{e.get('code', '?')}: {e.get('message', '')}"
+                 + (f" ({e['detail']})" if e.get("detail") and not isinstance(e["detail"], dict)
+                    else "") for e in doc.get("errors", [])]
+        if parts:
+            return "; ".join(parts)
+    except (ValueError, AttributeError, TypeError):
+        pass
+    text = (resp.text or "").strip().replace("\n", " ")
+    return text[:300] or resp.reason or ""
+
+
+class RegistryClient:
+    """Requests to ``https://HOST/v2/REPOSITORY/…`` with auth, retries and errors."""
+
+    def __init__(self, ref: ImageRef, options: RegistryOptions | None = None) -> None:
+        self.ref = ref
+        self.options = options or RegistryOptions()
+        self.host = ref.api_host
+        self.scheme = "http" if self.options.plain_http else "https"
+        self.session = requests.Session()
+        self.session.mount("https://", _Adapter())
+        self.session.mount("http://", _Adapter())
+        opts = self.options
+        # passed on every request: a session default loses to $REQUESTS_CA_BUNDLE
+        self.verify: bool | str = opts.ca_file if (opts.ca_file and opts.tls_verify) \
+            else opts.tls_verify
+        if opts.cert_file:
+            self.session.cert = (opts.cert_file, opts.key_file) if opts.key_file \
+                else opts.cert_file
+        self.session.headers["User-Agent"] = "csi (forensic checkpoints)"
+        self._creds: auth.Credentials | None = None
+        self._creds_loaded = False
+        self._authz: dict[str, str] = {}
+        if not opts.tls_verify:
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+
+    # ------------------------------------------------------------ urls
+
+    @property
+    def base(self) -> str:
+        return f"{self.scheme}://{self.host}"
+
+    def url(self, path: str) -> str:
+        if path.startswith(("http://", "https://")):
+            return path
+        if path.startswith("/"):
+            return self.base + path
+        return f"{self.base}/v2/{self.ref.repository}/{path}"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        creds = self.credentials()
+        return creds.secrets if creds else ()
+
+    # ------------------------------------------------------------ auth
+
+    def credentials(self) -> auth.Credentials | None:
+        if not self._creds_loaded:
+            o = self.options
+            if o.username is not None:
+                self._creds = auth.Credentials(o.username, o.password or "", source="--creds")
+            else:
+                self._creds = auth.find_credentials(self.ref.registry, self.ref.repository,
+                                                    auth_file=o.auth_file)
+            self._creds_loaded = True
+        return self._creds
+
+    def _authorize(self, challenge: str, scope: str) -> str:
+        scheme, params = auth.parse_challenge(challenge)
+        creds = self.credentials()
+        where = f" (from {creds.source})" if creds and creds.source else ""
+        if scheme == "basic":
+            if creds is None or not creds.username:
+                raise RegistryAuthError(
+                    f"{self.host} requires a user name and password; none found",
+                    hint=f"log in (podman login {self.ref.registry}) or pass --authfile/--creds")
+            return creds.basic_header()
+        if scheme != "bearer" or not params.get("realm"):
+            raise RegistryAuthError(f"{self.host}: unsupported auth challenge {challenge!r}")
+        query = {"scope": scope}
+        if params.get("service"):
+            query["service"] = params["service"]
+        try:
+            if creds and creds.identity_token:
+                resp = self.session.post(params["realm"], data={
+                    **query, "grant_type": "refresh_token", "client_id": "csi",
+                    "refresh_token": creds.identity_token}, timeout=self._timeout(),
+                    verify=self.verify)
+            else:
+                resp = self.session.get(
+                    params["realm"], params=query, timeout=self._timeout(), verify=self.verify,
+                    auth=(creds.username, creds.password) if creds and creds.username else None)
+        except requests.exceptions.SSLError as exc:
+            raise RegistryTLSError(f"token server {params['realm']}: TLS failed",
+                                   why=str(exc.args[0] if exc.args else exc)[:200]) from None
+        except requests.exceptions.RequestException as exc:
+            raise RegistryUnavailableError(f"token server {params['realm']} unreachable",
+                                           why=type(exc).__name__) from None
+        if resp.status_code in (401, 403):
+            raise RegistryAuthError(
+                f"{self.host}: the token server refused the credentials{where}",
+                why=f"HTTP {resp.status_code}", hint="check the user name and password "
+                "(podman login), or that the account may push to this repository")
+        if resp.status_code != 200:
+            raise RegistryAuthError(f"token server {params['realm']}: HTTP {resp.status_code}",
+                                    why=_registry_errors(resp))
+        try:
+            token = resp.json().get("token") or resp.json().get("access_token")
+        except ValueError:
+            token = None
+        if not token:
+            raise RegistryAuthError(f"token server {params['realm']}: no token in the answer")
+        return f"Bearer {token}"
+
+    # ------------------------------------------------------------ requests
+
+    def _timeout(self) -> tuple[float, float]:
+        return (self.options.connect_timeout, self.options.read_timeout)
+
+    def _send(self, method: str, url: str, scope: str, **kwargs: Any) -> requests.Response:
+        headers = dict(kwargs.pop("headers", None) or {})
+        used = self._authz.get(scope)
+        if used:
+            headers["Authorization"] = used
+        resp = self.session.request(method, url, headers=headers, timeout=self._timeout(),
+                                    verify=self.verify, **kwargs)
+        if resp.status_code != 401:
+            return resp
+        challenge = resp.headers.get("WWW-Authenticate", "")
+        resp.close()
+        if not challenge:
+            raise RegistryAuthError(f"{self.host}: 401 Unauthorized without a challenge")
+        fresh = self._authorize(challenge, scope)
+        if fresh == used:
+            raise self._auth_refused()
+        self._authz[scope] = fresh
+        _rewind(kwargs.get("data"))
+        headers["Authorization"] = fresh
+        resp = self.session.request(method, url, headers=headers, timeout=self._timeout(),
+                                    verify=self.verify, **kwargs)
+        if resp.status_code == 401:
+            resp.close()
+            raise self._auth_refused()
+        return resp
+
+    def _auth_refused(self) -> RegistryAuthError:
+        creds = self.credentials()
+        where = f" from {creds.source}" if creds and creds.source else ""
+        return RegistryAuthError(f"{self.host} refused the credentials{where}",
+                                 why="401 Unauthorized",
+                                 hint="check the user name and password (podman login)")
+
+    def request(self, method: str, path: str, *, push: bool = False,
+                expect: tuple[int, ...] = (200,), what: str = "",
+                retries: int | None = None, headers: Mapping[str, str] | None = None,
+                **kwargs: Any) -> requests.Response:
+        """Send one request, authenticated; retry transient failures; raise on others.
+
+        Statuses in ``expect`` are returned (e.g. 404 for an existence check).
+        """
+        scope = f"repository:{self.ref.repository}:{'pull,push' if push else 'pull'}"
+        attempts = max(1, self.options.retries if retries is None else retries)
+        what = what or f"{method} {path}"
+        attempt = 0
+        while True:
+            failure: RegistryError
+            try:
+                resp = self._send(method, self.url(path), scope, headers=headers, **kwargs)
+            except requests.exceptions.SSLError as exc:
+                text = str(exc).lower()
+                if self.scheme == "https" and not self.options.tls_verify and any(
+                        h in text for h in _PLAIN_HTTP_HINTS) and not path.startswith("http"):
+                    self.scheme = "http"  # --tls-verify=false: plain HTTP allowed, as skopeo
+                    continue
+                raise self._tls_error(text) from None
+            except requests.exceptions.RequestException as exc:
+                failure = RegistryUnavailableError(
+                    f"{what}: cannot reach {self.host}", why=_why(exc),
+                    hint="is the registry running and reachable? the push can be run again")
+            else:
+                if resp.status_code in expect:
+                    return resp
+                failure = self._status_error(resp, what)
+            attempt += 1
+            if not isinstance(failure, RegistryUnavailableError) or attempt >= attempts:
+                raise failure
+            time.sleep(self.options.backoff * (2 ** (attempt - 1)))
+            _rewind(kwargs.get("data"))
+
+    def _tls_error(self, text: str) -> RegistryTLSError:
+        if any(h in text for h in _PLAIN_HTTP_HINTS):
+            return RegistryTLSError(f"{self.host}: TLS handshake failed",
+                                    why="the registry seems to speak plain HTTP",
+                                    hint="use --plain-http (or --no-tls-verify)")
+        why = "certificate verify failed" if "certificate verify failed" in text else text[:200]
+        return RegistryTLSError(f"{self.host}: TLS handshake failed", why=why,
+                                hint="pass --ca-file with the registry's CA certificate, "
+                                "or --no-tls-verify to skip verification")
+
+    def _status_error(self, resp: requests.Response, what: str) -> RegistryError:
+        detail = _registry_errors(resp)
+        status = resp.status_code
+        resp.close()
+        if "no space left on device" in detail.lower():
+            return RegistryStorageFullError(
+                f"{what}: the registry's storage is full", why=detail[:300],
+                hint="free space on the registry; the archive is kept on this machine")
+        if status == 403:
+            return RegistryAuthError(f"{what}: access denied by {self.host}", why=detail,
+                                     hint="the account may not push or pull this repository")
+        if status in TRANSIENT_STATUS:
+            return RegistryUnavailableError(f"{what}: {self.host} answered HTTP {status}",
+                                            why=detail)
+        return RegistryError(f"{what}: {self.host} answered HTTP {status}", why=detail)
+
+    def json(self, resp: requests.Response, what: str) -> dict[str, Any]:
+        try:
+            doc = json.loads(resp.content)
+        except ValueError:
+            raise RegistryError(f"{what}: not JSON") from None
+        if not isinstance(doc, dict):
+            raise RegistryError(f"{what}: not a JSON object")
+        return doc
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _why(exc: requests.exceptions.RequestException) -> str:
+    text = str(exc)
+    for marker in ("Connection refused", "Name or service not known", "timed out",
+                   "Connection reset", "Connection aborted", "RemoteDisconnected",
+                   "Broken pipe", "No route to host"):
+        if marker.lower() in text.lower():
+            return marker.lower()
+    return type(exc).__name__
+
+
+def _rewind(body: Any) -> None:
+    seek = getattr(body, "seek", None)
+    if seek is not None:
+        seek(0)

@@ -1,0 +1,156 @@
+"""``csi capture pod|container`` and ``csi gc``: take evidence, keep nodes tidy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from forensics.cli.common import dump_json
+
+
+def _progress(quiet: bool) -> Any:
+    """One line per pipeline step on stderr (rich when stderr is a terminal)."""
+    if quiet:
+        return None
+    from forensics.cli.common import stderr
+
+    console = stderr()
+
+    def step(name: str, detail: str) -> None:
+        console.print(f"[bold cyan]{name:>10}[/] {detail}", highlight=False, markup=True,
+                      soft_wrap=True)
+
+    return step
+
+
+def _finish(results: list[dict[str, Any]], output: str) -> None:
+    if output == "json":
+        dump_json(results if len(results) != 1 else results[0])
+        return
+    for r in results:
+        click.echo(f"archive sha256 {r['archive_sha256']} ({r['archive_size']} bytes)")
+        click.echo(f"image {r['image_ref']}")
+        if r["report_id"]:
+            click.echo(f"report {r['report_id']} (verdict {r['verdict']}): "
+                       f"csi report show {r['report_id']}")
+
+
+def _common(f: Any) -> Any:
+    options = [
+        click.option("--reason", default="", help="Why (recorded in the report)."),
+        click.option("--registry", default=None,
+                     help="Push to REPO (default: the OCI layout in the csi home)."),
+        click.option("--backend", type=click.Choice(["native", "buildah"]), default="native",
+                     show_default=True, help="How to push the checkpoint image."),
+        click.option("--analyze/--no-analyze", default=True, show_default=True,
+                     help="Analyze the pulled-back copy and save a signed report."),
+        click.option("--keep-archive", is_flag=True,
+                     help="Keep the archive after a verified push (it is deleted by default)."),
+        click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text",
+                     show_default=True),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+@click.group()
+def capture() -> None:
+    """Checkpoint a running container and keep it as evidence."""
+
+
+@capture.command()
+@click.argument("name")
+@click.option("-n", "--namespace", default=None, help="Default: the context's namespace.")
+@click.option("-c", "--container", default=None, help="Default: the pod's only container.")
+@click.option("--all-containers", is_flag=True, help="Checkpoint every container of the pod.")
+@click.option("--context", default=None, help="The kubeconfig context to use.")
+@click.option("--kubeconfig", default=None, type=click.Path(dir_okay=False))
+@click.option("--timeout", "timeout_s", type=click.IntRange(min=1), default=None,
+              help="Seconds the kubelet may take to checkpoint.")
+@click.option("--checkpoint-dir", default="/var/lib/kubelet/checkpoints", show_default=True,
+              help="Where the node's kubelet writes checkpoints.")
+@click.option("--dry-run", is_flag=True, help="Resolve the pod and say what would happen.")
+@_common
+def pod(name: str, namespace: str | None, container: str | None, all_containers: bool,
+        context: str | None, kubeconfig: str | None, timeout_s: int | None,
+        checkpoint_dir: str, dry_run: bool, reason: str, registry: str | None, backend: str,
+        analyze: bool, keep_archive: bool, output: str) -> None:
+    """Checkpoint a pod's container(s) through the kubelet Checkpoint API."""
+    from forensics.capture.kube import connect
+    from forensics.capture.pipeline import Settings, run_capture
+    from forensics.capture.request import CaptureRequest, Target, Trigger
+    from forensics.report.provenance import current_user
+
+    with connect(kubeconfig, context) as kube:
+        resolved = kube.resolve_pod(name, namespace, container, all_containers)
+    containers = resolved.containers if (all_containers or not container) else [container]
+    if dry_run:
+        plan = [{"node": resolved.node, "namespace": resolved.namespace, "pod": resolved.pod,
+                 "container": c, "path": f"/api/v1/nodes/{resolved.node}/proxy/checkpoint/"
+                 f"{resolved.namespace}/{resolved.pod}/{c}"} for c in containers]
+        if output == "json":
+            dump_json(plan)
+        else:
+            for p in plan:
+                click.echo(f"would checkpoint {p['namespace']}/{p['pod']}/{p['container']} "
+                           f"on node {p['node']}: POST {p['path']}")
+        return
+    settings = Settings(registry_backend=backend, kubeconfig=kubeconfig, context=context,
+                        checkpoint_dir=checkpoint_dir)
+    results = []
+    for c in containers:
+        request = CaptureRequest(
+            target=Target("kubernetes", c, resolved.namespace, resolved.pod, resolved.node),
+            trigger=Trigger("responder", reason=reason, responder=current_user()),
+            registry=registry, analyze=analyze, keep_node_copy=keep_archive, timeout_s=timeout_s)
+        results.append(run_capture(request, settings, _progress(output == "json")).to_dict())
+    _finish(results, output)
+
+
+@capture.command(name="container")
+@click.argument("name")
+@click.option("--runtime", type=click.Choice(["podman"]), default="podman", show_default=True)
+@_common
+def container_cmd(name: str, runtime: str, reason: str, registry: str | None, backend: str,
+                  analyze: bool, keep_archive: bool, output: str) -> None:
+    """Checkpoint a container on this Podman host (no Kubernetes)."""
+    from forensics.capture.pipeline import Settings, run_capture
+    from forensics.capture.request import CaptureRequest, Target, Trigger
+    from forensics.report.provenance import current_user
+
+    request = CaptureRequest(
+        target=Target("podman", name),
+        trigger=Trigger("responder", reason=reason, responder=current_user()),
+        registry=registry, analyze=analyze, keep_node_copy=keep_archive)
+    result = run_capture(request, Settings(registry_backend=backend),
+                         _progress(output == "json"))
+    _finish([result.to_dict()], output)
+
+
+@click.command()
+@click.argument("directory", default="/var/lib/kubelet/checkpoints",
+                type=click.Path(file_okay=False))
+@click.option("--max-per-container", type=click.IntRange(min=0), default=None,
+              help="Keep at most N archives per pod/container (newest first).")
+@click.option("--max-age", default=None, help="Delete archives older than this (30m, 12h, 7d).")
+@click.option("--max-total-size", default=None,
+              help="Then delete the oldest until the total is under this (500M, 20G).")
+@click.option("--dry-run", is_flag=True, help="Say what would be deleted; delete nothing.")
+def gc(directory: str, max_per_container: int | None, max_age: str | None,
+       max_total_size: str | None, dry_run: bool) -> None:
+    """Prune checkpoint archives on a node (the kubelet's directory by default)."""
+    from forensics.capture.retention import Policy, parse_age, parse_size, prune
+
+    policy = Policy(max_per_container=max_per_container,
+                    max_age=parse_age(max_age) if max_age else None,
+                    max_total=parse_size(max_total_size) if max_total_size else None)
+    for victim in prune(directory, policy, dry_run=dry_run):
+        click.echo(f"{'would delete' if dry_run else 'deleted'} {victim.path} ({victim.why})")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(capture)
+    group.add_command(gc)
+
