@@ -24,7 +24,7 @@ from forensics.archive.memory import ProcessMemory
 from forensics.archive.model import Process
 from forensics.errors import UsageError
 
-WINDOW = 16 << 20
+WINDOW = 4 << 20  # small windows stay in the CPU caches: measured fastest here
 SEARCH_THREADS = max(1, min(4, os.cpu_count() or 1))
 _PRINTABLE = bytes(b if 32 <= b < 127 else 0x3F for b in range(256))
 _DOTS = bytes(b if 32 <= b < 127 else 0x2E for b in range(256))

@@ -11,7 +11,6 @@ error and the rest still loads.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -47,6 +46,8 @@ def format_ip(words: list[int], family: int) -> str:
     """Print an address CRIU stores as u32 words (network order, read little-endian)."""
     if any(not 0 <= w < 1 << 32 for w in words):  # a damaged image: say so, do not guess
         return "invalid:" + ",".join(f"{w:x}" for w in words)
+    import ipaddress  # only archives with sockets need it
+
     raw = b"".join(w.to_bytes(4, "little") for w in words)
     try:
         if family == 2 or len(raw) == 4:

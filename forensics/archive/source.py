@@ -11,21 +11,15 @@ decompression otherwise. The archive itself is only ever opened read-only.
 
 from __future__ import annotations
 
-import bz2
 import contextlib
-import gzip
 import hashlib
 import io
-import lzma
 import math
 import os
 import posixpath
-import shutil
 import stat
 import tarfile
-import tempfile
 import threading
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, cast
@@ -274,6 +268,8 @@ class ArchiveSource:
         with contextlib.suppress(OSError):
             os.close(self._fd)
         if self._tmpdir:
+            import shutil
+
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
 
@@ -313,6 +309,10 @@ class ArchiveSource:
         return self._sha256
 
     def _decompress(self, progress: Progress | None) -> str:
+        import lzma  # compression modules load only for compressed archives
+        import tempfile
+        import zlib
+
         self._tmpdir = tempfile.mkdtemp(prefix="csi-archive-")
         out_path = os.path.join(self._tmpdir, "archive.tar")
         digest = hashlib.sha256()
@@ -465,12 +465,18 @@ def open_stream(path: str) -> Iterator[IO[bytes]]:
 @contextlib.contextmanager
 def _decompressor(kind: str, raw: IO[bytes]) -> Iterator[IO[bytes]]:
     if kind == "gzip":
+        import gzip
+
         with gzip.GzipFile(fileobj=raw, mode="rb") as g:
             yield cast(IO[bytes], g)
     elif kind == "xz":
+        import lzma
+
         with lzma.LZMAFile(raw, "rb") as x:
             yield cast(IO[bytes], x)
     elif kind == "bzip2":
+        import bz2
+
         with bz2.BZ2File(raw, "rb") as b:
             yield cast(IO[bytes], b)
     elif kind == "zstd":
