@@ -95,7 +95,8 @@ class SecretsAnalyzer:
             places = ", ".join([f"pid {p}" for p in pids] + paths)
             yield Finding(
                 "secrets.memory", Severity.MEDIUM,
-                f"a {kind} appears {len(where)} times in {places}",
+                f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} appears {len(where)} times "
+                f"in {places}",
                 pid=pids[0] if pids else None, path=paths[0] if paths else None,
                 evidence={"type": kind, "count": len(where), "locations": locations, **shown},
                 mitre=("T1552",),

@@ -20,4 +20,7 @@ if [ "$rc" -ne 0 ]; then
 fi
 "$csi" show "$archive"
 "$csi" inspect --ps-tree-cmd --files --sockets --rootfs "$archive"
+# what the checkpoint shows, saved as a signed report in the csi home
+"$csi" analyze --save --reason "csi main job" "$archive"
 echo "main job: archive $archive"
+echo "main job: reports: $csi report list; $csi report show latest"
