@@ -17,10 +17,15 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from forensics.archive import hashcache
 from forensics.capture.errors import CaptureError
 from forensics.capture.request import CaptureRequest, CaptureResult
+
+if TYPE_CHECKING:
+    from forensics.capture.kubelet import CheckpointResult
+    from forensics.report.publish import StoredReport
 
 Step = Callable[[str, str], None]
 """Called as ``step(name, detail)`` when a step starts: checkpoint, hash, push, ..."""
@@ -76,9 +81,9 @@ def run_capture(request: CaptureRequest, settings: Settings | None = None,
         result.archive_path = archive
         hashcache.store(os.stat(archive), result.archive_sha256)
         result.timeline["archive hashed"] = _iso(datetime.now(UTC))
-        _push(request, settings, archive, node, result, say)
+        push(request, settings, archive, node, result, say)
         if request.analyze:
-            _analyze(request, settings, work, node, result, say)
+            analyze_stored(request, settings, work, node, result, say)
         return result
     finally:
         if owned_work:
@@ -100,9 +105,28 @@ def _checkpoint(request: CaptureRequest, settings: Settings, work: str,
         result.timeline["checkpoint requested"] = _iso(local.requested_at)
         result.timeline["checkpoint written"] = _iso(local.written_at)
         return local.path, ""
+    done = checkpoint_kubernetes(request, settings, result, say)
+    if not os.path.isfile(done.path_on_node):
+        raise CaptureError(
+            f"the checkpoint is on node {done.node} at {done.path_on_node}, not on this machine",
+            why="the local executor can only collect archives written where it runs",
+            hint="run `csi step collect-push` on that node (the csi-capture workflow does), "
+                 "or run the receiver as a DaemonSet on the nodes",
+            permanent=True)
+    return done.path_on_node, done.node
+
+
+def checkpoint_kubernetes(request: CaptureRequest, settings: Settings, result: CaptureResult,
+                          say: Step) -> CheckpointResult:
+    """Ask the node's kubelet (through the API server's node proxy) for a checkpoint.
+
+    Resolves the pod (and its node) first; records both clocks in ``result.timeline``.
+    The archive stays on the node: collecting it is the caller's business.
+    """
     from forensics.capture.kube import connect
     from forensics.capture.kubelet import ApiServerProxy, KubeletClient
 
+    target = request.target
     with connect(settings.kubeconfig, settings.context) as kube:
         namespace = target.namespace or kube.namespace
         if target.container_id and not target.container:
@@ -115,18 +139,16 @@ def _checkpoint(request: CaptureRequest, settings: Settings, work: str,
         done = client.checkpoint(pod.node, namespace, pod.pod, container, request.timeout_s)
     result.timeline["checkpoint requested"] = _iso(done.requested_at)
     result.timeline["checkpoint written"] = _iso(done.written_at)
-    if not os.path.isfile(done.path_on_node):
-        raise CaptureError(
-            f"the checkpoint is on node {pod.node} at {done.path_on_node}, not on this machine",
-            why="the local executor can only collect archives written where it runs",
-            hint="run `csi step collect-push` on that node (the csi-capture workflow does), "
-                 "or run the receiver as a DaemonSet on the nodes",
-            permanent=True)
-    return done.path_on_node, pod.node
+    return done
 
 
-def _push(request: CaptureRequest, settings: Settings, archive: str, node: str,
-          result: CaptureResult, say: Step) -> None:
+def push(request: CaptureRequest, settings: Settings, archive: str, node: str,
+         result: CaptureResult, say: Step, *, delete_source: bool | None = None) -> None:
+    """Store the hashed archive (``result.archive_sha256``) as a checkpoint image.
+
+    Fills ``image_ref`` (pinned by digest) and ``manifest_digest``; ``delete_source``
+    (default: ``not request.keep_node_copy``) removes the archive after a verified push.
+    """
     from forensics.capture.registry.api import push_archive
 
     say("push", request.registry or "the OCI layout in the csi home")
@@ -134,7 +156,7 @@ def _push(request: CaptureRequest, settings: Settings, archive: str, node: str,
     pushed = push_archive(
         archive, request.registry, backend=settings.registry_backend,
         sha256=result.archive_sha256, alert_rule=str(alert.get("rule", "")), node=node,
-        delete_source=not request.keep_node_copy,
+        delete_source=(not request.keep_node_copy) if delete_source is None else delete_source,
     )
     if pushed.archive_sha256 != result.archive_sha256:
         raise CaptureError(f"the registry stored {pushed.archive_sha256}, the capture hashed "
@@ -148,9 +170,11 @@ def _push(request: CaptureRequest, settings: Settings, archive: str, node: str,
     result.timeline["pushed"] = _iso(datetime.now(UTC))
 
 
-def _analyze(request: CaptureRequest, settings: Settings, work: str, node: str,
-             result: CaptureResult, say: Step) -> None:
-    """Analyze the copy pulled back from storage: it must be the archive captured."""
+def analyze_stored(request: CaptureRequest, settings: Settings, work: str, node: str,
+                   result: CaptureResult, say: Step, *, captured_by: str = "local"
+                   ) -> StoredReport:
+    """Analyze the copy pulled back from storage (it must be the archive captured) and
+    store the signed report; ``result`` gets the report id, verdict and timeline."""
     from forensics.analysis.base import Options
     from forensics.analysis.runner import analyze
     from forensics.archive.checkpoint import Checkpoint
@@ -188,7 +212,7 @@ def _analyze(request: CaptureRequest, settings: Settings, work: str, node: str,
             manifest_digest=result.manifest_digest,
             checkpoint_requested=_parse(result.timeline.get("checkpoint requested")),
             checkpoint_written=_parse(result.timeline.get("checkpoint written")),
-            pushed=_parse(result.timeline.get("pushed")), captured_by="local",
+            pushed=_parse(result.timeline.get("pushed")), captured_by=captured_by,
         )
         say("report", "")
         stored = report_analysis(analysis, provenance, analysis_started=started)
@@ -197,6 +221,7 @@ def _analyze(request: CaptureRequest, settings: Settings, work: str, node: str,
         result.verdict = str(verdict) if verdict is not None else "none"
         result.timeline["reported"] = _iso(datetime.now(UTC))
     os.unlink(copy)
+    return stored
 
 
 def _parse(text: str | None) -> datetime | None:

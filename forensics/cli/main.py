@@ -20,6 +20,8 @@ from forensics.cli import (
     memparse_cmd,
     registry_cmds,
     report_cmds,
+    step_cmds,
+    workflow_cmds,
 )
 from forensics.errors import CsiError
 
@@ -40,6 +42,8 @@ memparse_cmd.register(cli)
 report_cmds.register(cli)
 capture_cmds.register(cli)
 registry_cmds.register(cli)
+step_cmds.register(cli)
+workflow_cmds.register(cli)
 
 
 def main(argv: list[str] | None = None) -> int:
