@@ -32,7 +32,7 @@ readonly BOOKWORM_PACKAGES=(
     zstd xz-utils bzip2 gzip tar
     gcc libc6-dev make
     python3 python3-venv python3-dev
-    iproute2 curl jq ca-certificates uuid-runtime apache2-utils
+    iproute2 curl jq ca-certificates uuid-runtime apache2-utils wrk
     chromium fonts-dejavu-core
 )
 

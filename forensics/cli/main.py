@@ -20,6 +20,7 @@ from forensics.cli import (
     memparse_cmd,
     registry_cmds,
     report_cmds,
+    serve_cmds,
     step_cmds,
     workflow_cmds,
 )
@@ -39,9 +40,10 @@ def cli() -> None:
 archive_cmds.register(cli)
 analysis_cmds.register(cli)
 memparse_cmd.register(cli)
-report_cmds.register(cli)
 capture_cmds.register(cli)
+report_cmds.register(cli)
 registry_cmds.register(cli)
+serve_cmds.register(cli)
 step_cmds.register(cli)
 workflow_cmds.register(cli)
 

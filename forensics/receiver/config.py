@@ -1,0 +1,181 @@
+"""``csi serve`` settings: defaults < ``csi.yaml`` < ``CSI_*`` environment < flags.
+
+Every setting has one name: the key under ``serve:`` in the config file, the
+environment variable ``CSI_<NAME>`` (upper case) and, for the common ones, a
+flag ``--<name-with-dashes>``. Example ``csi.yaml``::
+
+    serve:
+      listen: 0.0.0.0:2802          # default 127.0.0.1:2802
+      executor: local               # local | argo (not available yet)
+      backend: kubernetes           # kubernetes | podman
+      policy: /etc/csi/policy.yaml  # default: the packaged default policy
+      token_file: /var/run/secrets/csi/token
+      hmac_secret_file: /var/run/secrets/csi/hmac
+      tls_cert: /etc/csi/tls/tls.crt
+      tls_key: /etc/csi/tls/tls.key
+      tls_client_ca: /etc/csi/tls/ca.crt    # mTLS for Falco's http_output
+      allow_unauthenticated: false
+      journal_sync: normal          # normal (survives kill -9) | full (survives power loss)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from forensics.errors import UsageError
+from forensics.receiver.executor import DEFAULT_RUN_CAPTURE, EXECUTORS
+from forensics.receiver.journal import SYNC_MODES
+
+BACKENDS = ("kubernetes", "podman")
+_LISTEN = re.compile(r"^(?:\[([0-9A-Fa-f:.]+)\]|([^:\[\]]*)):(\d{1,5})$")
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    listen: str = "127.0.0.1:2802"
+    executor: str = "local"
+    backend: str = "kubernetes"
+    policy: str | None = None  # None: the packaged default policy
+    token_file: str | None = None
+    hmac_secret_file: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    allow_unauthenticated: bool = False
+    home: str | None = None  # the csi home (CSI_HOME); the journal lives under it
+    journal: str | None = None  # default: <home>/receiver/journal.sqlite3
+    journal_sync: str = "normal"
+    max_body: int = 1024 * 1024
+    registry: str | None = None  # where captures push; None: the OCI layout in the home
+    run_capture: str = DEFAULT_RUN_CAPTURE
+    workers: int | None = None  # local executor threads; default: the policy's max_cluster
+    drain_timeout: float = 30.0
+    access_log: bool = False
+    log_level: str = "info"
+
+    @property
+    def host(self) -> str:
+        return parse_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return parse_listen(self.listen)[1]
+
+    def home_path(self) -> Path:
+        from forensics.report.home import csi_home
+
+        return Path(self.home) if self.home else csi_home()
+
+    def journal_path(self) -> Path:
+        return Path(self.journal) if self.journal else \
+            self.home_path() / "receiver" / "journal.sqlite3"
+
+
+_FIELDS = {f.name: f for f in fields(ServeConfig)}
+_BOOLS = {"allow_unauthenticated", "access_log"}
+_INTS = {"max_body", "workers"}
+_FLOATS = {"drain_timeout"}
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``[IPv6]:PORT`` or ``:PORT`` (all interfaces)."""
+    match = _LISTEN.match(text.strip())
+    if match is None or int(match.group(3)) > 65535:
+        raise UsageError(f"listen address {text!r} is not HOST:PORT (like 127.0.0.1:2802)")
+    host = match.group(1) or match.group(2) or "0.0.0.0"
+    return host, int(match.group(3))
+
+
+def _coerce(name: str, value: Any, where: str) -> Any:
+    if value is None:
+        return None
+    try:
+        if name in _BOOLS:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in _TRUE | _FALSE:
+                return text in _TRUE
+            raise ValueError("not true or false")
+        if name in _INTS:
+            number = int(value)
+            if number < 1 or isinstance(value, bool | float):
+                raise ValueError("not a whole number >= 1")
+            return number
+        if name in _FLOATS:
+            seconds = float(value)
+            if seconds < 0:
+                raise ValueError("negative")
+            return seconds
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{where}: {value!r} is not valid for {name} ({exc})") from None
+    if not isinstance(value, str):
+        raise UsageError(f"{where}: {name} must be a string, not {type(value).__name__}")
+    return value
+
+
+def _from_file(path: str) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"config {path}: cannot read it", why=exc.strerror or str(exc)
+                         ) from None
+    except yaml.YAMLError as exc:
+        raise UsageError(f"config {path}: not valid YAML", why=" ".join(str(exc).split())
+                         ) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not isinstance(data.get("serve", {}), dict):
+        raise UsageError(f"config {path}: expected a mapping with a 'serve' section")
+    section = data.get("serve") or {}
+    unknown = sorted(str(k) for k in section if k not in _FIELDS)
+    if unknown:
+        raise UsageError(f"config {path}: unknown serve setting(s) {', '.join(unknown)} "
+                         f"(known: {', '.join(_FIELDS)})")
+    return {k: _coerce(k, v, f"config {path}") for k, v in section.items()}
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    found = {}
+    for name in _FIELDS:
+        key = f"CSI_{name.upper()}"
+        if env.get(key) not in (None, ""):
+            found[name] = _coerce(name, env[key], key)
+    return found
+
+
+def load_serve_config(config_file: str | None = None, flags: Mapping[str, Any] | None = None,
+                      env: Mapping[str, str] | None = None) -> ServeConfig:
+    """Merge the layers (flags > env > file > defaults) and validate the result."""
+    env = os.environ if env is None else env
+    config_file = config_file or env.get("CSI_CONFIG") or None
+    merged: dict[str, Any] = _from_file(config_file) if config_file else {}
+    merged.update(_from_env(env))
+    merged.update({k: _coerce(k, v, f"--{k.replace('_', '-')}")
+                   for k, v in (flags or {}).items() if v is not None})
+    config = replace(ServeConfig(), **merged)
+    validate(config)
+    return config
+
+
+def validate(config: ServeConfig) -> None:
+    parse_listen(config.listen)
+    for name, value, allowed in (("executor", config.executor, EXECUTORS),
+                                 ("backend", config.backend, BACKENDS),
+                                 ("journal_sync", config.journal_sync, tuple(SYNC_MODES))):
+        if value not in allowed:
+            raise UsageError(f"{name} {value!r} is not one of {', '.join(allowed)}")
+    if bool(config.tls_cert) != bool(config.tls_key):
+        raise UsageError("tls_cert and tls_key go together: set both or neither")
+    if config.tls_client_ca and not config.tls_cert:
+        raise UsageError("tls_client_ca (mTLS) needs TLS: set tls_cert and tls_key too")
+    if config.log_level.lower() not in ("debug", "info", "warning", "error"):
+        raise UsageError(f"log_level {config.log_level!r} is not debug, info, warning or error")
