@@ -53,6 +53,10 @@ class ServeConfig:
     journal_sync: str = "normal"
     max_body: int = 1024 * 1024
     registry: str | None = None  # where captures push; None: the OCI layout in the home
+    registry_backend: str = "native"  # or "buildah"
+    kubeconfig: str | None = None  # kubernetes backend: default kubectl's rules / in-cluster
+    context: str | None = None
+    checkpoint_dir: str = "/var/lib/kubelet/checkpoints"  # where the node's kubelet writes
     run_capture: str = DEFAULT_RUN_CAPTURE
     workers: int | None = None  # local executor threads; default: the policy's max_cluster
     drain_timeout: float = 30.0

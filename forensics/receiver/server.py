@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
+import os
 import signal
 import ssl
 from collections.abc import AsyncIterator, Callable
@@ -26,7 +28,7 @@ from forensics.capture.request import Backend
 from forensics.receiver.app import build_app
 from forensics.receiver.auth import Authenticator, build_authenticator, server_ssl_context
 from forensics.receiver.config import ServeConfig
-from forensics.receiver.executor import RunCapture, make_executor
+from forensics.receiver.executor import DEFAULT_RUN_CAPTURE, RunCapture, make_executor
 from forensics.receiver.journal import Journal
 from forensics.receiver.metrics import Metrics
 from forensics.receiver.policy import Policy, load_policy
@@ -44,6 +46,17 @@ class Service:
     app: web.Application
 
 
+def pipeline_for(config: ServeConfig) -> RunCapture:
+    """The real capture pipeline, configured from ``csi serve``'s settings."""
+    from forensics.capture.pipeline import Settings, run_capture
+
+    if config.home:
+        os.environ["CSI_HOME"] = config.home  # the pipeline's stores follow the csi home
+    settings = Settings(registry_backend=config.registry_backend, kubeconfig=config.kubeconfig,
+                        context=config.context, checkpoint_dir=config.checkpoint_dir)
+    return functools.partial(run_capture, settings=settings)
+
+
 def build_service(config: ServeConfig, policy: Policy | None = None, *,
                   run_capture: RunCapture | None = None,
                   clock: Callable[[], float] | None = None) -> Service:
@@ -59,6 +72,8 @@ def build_service(config: ServeConfig, policy: Policy | None = None, *,
     receiver = Receiver(policy, journal, Metrics(), backend=cast(Backend, config.backend),
                         registry=config.registry, reports_root=reports_root, **extra)
     workers = config.workers or policy.guards.max_cluster
+    if run_capture is None and config.run_capture == DEFAULT_RUN_CAPTURE:
+        run_capture = pipeline_for(config)
     try:
         receiver.executor = make_executor(
             config.executor, journal, run_capture=run_capture or config.run_capture,
