@@ -91,7 +91,7 @@ def test_the_two_fixture_alerts_become_verified_reports(
     assert [c["target"]["pod"] for c in failed] == ["kubecon"]  # the unknown pod: resolved and
     assert "kubecon" in failed[0]["error"]                      # refused, never checkpointed
     assert not any(node_dir.iterdir())  # each node copy deleted after its verified push
-    for alert_name, (ns, pod, ctr, _) in PODS.items():
+    for alert_name, (ns, pod, _ctr, _mode) in PODS.items():
         capture = done[pod]
         report_id = capture["result"]["report_id"] if "result" in capture else capture[
             "report_id"]
