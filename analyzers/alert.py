@@ -79,18 +79,19 @@ class AlertAnalyzer:
         exepath = fields.get("proc.exepath")
         if process is None and isinstance(exepath, str):
             process = next((p for p in procs if p.exe == exepath), None)
+        name, cmdline = fields.get("proc.name"), fields.get("proc.cmdline")
+        if process is None and isinstance(name, str) and isinstance(cmdline, str):
+            # no pid, no exe path: the process of that name whose arguments are the alert's
+            process = next((p for p in procs if p.comm[:15] == name[:15]
+                            and _falco_args(cmdline) == _args(p)), None)
         if process is None:
             return None
         if isinstance(exepath, str):
             checks["exe"] = process.exe == exepath
-        name = fields.get("proc.name")
         if isinstance(name, str):
             checks["name"] = name[:15] in (process.comm[:15], basename(process.exe)[:15])
-        cmdline = fields.get("proc.cmdline")
         if isinstance(cmdline, str) and process.cmdline:
-            # Falco prints proc.cmdline as the process name then its arguments
-            args = " ".join(process.cmdline[1:])
-            checks["cmdline"] = cmdline.split(" ", 1)[1:] == ([args] if args else [])
+            checks["cmdline"] = _falco_args(cmdline) == _args(process)
         return process
 
     @staticmethod
@@ -116,3 +117,13 @@ class AlertAnalyzer:
         cid = fields.get("container.id")
         if isinstance(cid, str) and cid not in ("", "host") and ctx.checkpoint.container.id:
             checks["container_id"] = ctx.checkpoint.container.id.startswith(cid)
+
+
+def _falco_args(cmdline: str) -> list[str]:
+    """Falco prints proc.cmdline as the process name, then its arguments."""
+    return cmdline.split(" ", 1)[1:]
+
+
+def _args(process: Process) -> list[str]:
+    args = " ".join((process.cmdline or ())[1:])
+    return [args] if args else []

@@ -209,3 +209,15 @@ def test_criu41_busybox() -> None:
     assert one(result, "process.one-liner")["pid"] == 1
     assert {f["rule"] for f in result["findings"]} == {
         "secrets.environment", "filesystem.executable-in-writable-dir", "process.one-liner"}
+
+
+def test_alert_without_pid_or_exe_is_found_by_name_and_arguments() -> None:
+    alert = json.loads((DATA / "falco" / ALERTS[PAYMENTS]).read_text())
+    for key in ("proc.vpid", "proc.exepath"):
+        del alert["output_fields"][key]
+    with Checkpoint(archive_path(PAYMENTS)) as ckpt:
+        result = analyze(ckpt, Options(alert=alert)).to_dict()
+    f = one(result, "alert.confirmed")
+    assert f["pid"] == 9
+    assert f["evidence"]["checks"] == {"name": True, "cmdline": True, "fd": True, "pod": True,
+                                       "container_id": False}
