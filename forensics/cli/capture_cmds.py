@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from forensics.cli.common import dump_json
+from forensics.cli.workflow_cmds import argo_options
 
 
 def _progress(quiet: bool) -> Any:
@@ -72,17 +73,46 @@ def capture() -> None:
 @click.option("--checkpoint-dir", default="/var/lib/kubelet/checkpoints", show_default=True,
               help="Where the node's kubelet writes checkpoints.")
 @click.option("--dry-run", is_flag=True, help="Resolve the pod and say what would happen.")
+@click.option("--via", type=click.Choice(["local", "argo"]), default="local", show_default=True,
+              help="local: run the pipeline here; argo: submit the csi-capture Workflow.")
+@argo_options
+@click.option("--argo-namespace", envvar="ARGO_NAMESPACE", default="csi", show_default=True,
+              help="Where csi-capture is installed and its Workflows run.")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="With --via argo: follow the Workflow until it ends.")
 @_common
 def pod(name: str, namespace: str | None, container: str | None, all_containers: bool,
         context: str | None, kubeconfig: str | None, timeout_s: int | None,
-        checkpoint_dir: str, dry_run: bool, reason: str, registry: str | None, backend: str,
+        checkpoint_dir: str, dry_run: bool, via: str, argo_server: str | None,
+        argo_token_file: str | None, argo_ca_file: str | None, argo_insecure_skip_verify: bool,
+        argo_namespace: str, wait: bool, reason: str, registry: str | None, backend: str,
         analyze: bool, keep_archive: bool, output: str) -> None:
-    """Checkpoint a pod's container(s) through the kubelet Checkpoint API."""
+    """Checkpoint a pod's container(s) through the kubelet Checkpoint API (here, or with
+    --via argo as an Argo Workflow in the cluster)."""
     from forensics.capture.kube import connect
     from forensics.capture.pipeline import Settings, run_capture
     from forensics.capture.request import CaptureRequest, Target, Trigger
     from forensics.report.provenance import current_user
 
+    if via == "argo":
+        from forensics.cli.workflow_cmds import argo_settings
+
+        if registry or keep_archive or not analyze:
+            from forensics.errors import UsageError
+
+            raise UsageError("--registry, --keep-archive and --no-analyze do not apply to "
+                             "--via argo", hint="the csi-capture template and the csi-config "
+                             "ConfigMap decide them")
+        if not argo_server:
+            from forensics.errors import UsageError
+
+            raise UsageError("--via argo needs --argo-server URL (or $ARGO_SERVER)")
+        argo_at = argo_settings(argo_server, argo_namespace, argo_token_file, argo_ca_file,
+                                 argo_insecure_skip_verify)
+        _via_argo(name, namespace, container, all_containers, kubeconfig, context,
+                         reason, argo_at, wait=wait, dry_run=dry_run, output=output,
+                         progress=_progress(output == "json"))
+        return
     with connect(kubeconfig, context) as kube:
         resolved = kube.resolve_pod(name, namespace, container, all_containers)
     containers = resolved.containers if (all_containers or not container) else [container]
@@ -107,6 +137,60 @@ def pod(name: str, namespace: str | None, container: str | None, all_containers:
             registry=registry, analyze=analyze, keep_node_copy=keep_archive, timeout_s=timeout_s)
         results.append(run_capture(request, settings, _progress(output == "json")).to_dict())
     _finish(results, output)
+
+
+def _via_argo(name: str, namespace: str | None, container: str | None, all_containers: bool,
+              kubeconfig: str | None, context: str | None, reason: str, settings: Any, *,
+              wait: bool, dry_run: bool, output: str, progress: Any) -> None:
+    """Submit csi-capture per container (the pod is resolved through Kubernetes only when
+    -n and -c do not name it), then follow each Workflow."""
+    from forensics.capture import argo
+    from forensics.capture.request import CaptureRequest, Target, Trigger
+    from forensics.report.provenance import current_user
+
+    node = ""
+    if namespace and container and not all_containers:
+        containers = [container]
+    else:
+        from forensics.capture.kube import connect
+
+        with connect(kubeconfig, context) as kube:
+            resolved = kube.resolve_pod(name, namespace, container, all_containers)
+        namespace, node = resolved.namespace, resolved.node
+        containers = resolved.containers if (all_containers or not container) else [container]
+    requests = [CaptureRequest(target=Target("kubernetes", c, namespace, name, node),
+                               trigger=Trigger("responder", reason=reason,
+                                               responder=current_user()))
+                for c in containers]
+    if dry_run:
+        for planned in requests:
+            click.echo(f"would submit {argo.TEMPLATE} in {settings.namespace} at "
+                       f"{settings.server}: {' '.join(argo.parameters(planned)[:4])}")
+        return
+    results: list[dict[str, str]] = []
+    for request in requests:
+        workflow = argo.submit_capture(request, settings)
+        if progress:
+            progress("submitted", f"workflow {settings.namespace}/{workflow}")
+        if not wait:
+            results.append({"workflow": workflow, "namespace": settings.namespace,
+                            "phase": "Submitted"})
+            continue
+
+        def on_step(step: str, phase: str, message: str) -> None:
+            if progress:
+                progress(step, phase + (f": {message}" if message else ""))
+
+        results.append(argo.check(argo.follow(workflow, settings, on_step)).to_dict())
+    if output == "json":
+        dump_json(results if len(results) != 1 else results[0])
+        return
+    for r in results:
+        click.echo(f"workflow {r['namespace']}/{r.get('name', r.get('workflow'))} {r['phase']}")
+        if r.get("image_ref"):
+            click.echo(f"image {r['image_ref']}")
+        if r.get("report_id"):
+            click.echo(f"report {r['report_id']} (verdict {r['verdict']})")
 
 
 @capture.command(name="container")

@@ -57,6 +57,10 @@ class ServeConfig:
     kubeconfig: str | None = None  # kubernetes backend: default kubectl's rules / in-cluster
     context: str | None = None
     checkpoint_dir: str = "/var/lib/kubelet/checkpoints"  # where the node's kubelet writes
+    argo_server: str | None = None  # --executor argo: https://argo-server.argo:2746
+    argo_namespace: str = "csi"
+    argo_token_file: str | None = None  # default: $ARGO_TOKEN
+    argo_ca_file: str | None = None
     run_capture: str = DEFAULT_RUN_CAPTURE
     workers: int | None = None  # local executor threads; default: the policy's max_cluster
     drain_timeout: float = 30.0

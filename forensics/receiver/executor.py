@@ -11,8 +11,12 @@ An :class:`Executor` takes a journaled :class:`~forensics.capture.request.Captur
   imported at first use; ``run_capture: MODULE:FUNCTION`` in the serve config
   (``CSI_RUN_CAPTURE``) substitutes another function with the same signature,
   which is how the tests and benchmarks wire in a recording double.
-* ``argo`` (a cluster) will submit the capture WorkflowTemplate through hera;
-  it is not available yet, and asking for it is a one-line error.
+* ``argo`` (a cluster) runs each capture as a ``csi-capture`` Workflow: the same
+  bounded worker pool, whose capture function submits the WorkflowTemplate
+  through the Argo Server (hera's ``WorkflowsService``), labelled with the
+  alert's fingerprint so that a restarted receiver finds its earlier Workflow
+  instead of submitting twice, and follows it to completion
+  (:func:`argo_run_capture`).
 
 A capture interrupted by a crash is requeued and run again on restart (the
 journal cannot know whether it finished): a request's ``id`` is stable, so the
@@ -26,12 +30,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from forensics.capture.request import CaptureRequest, CaptureResult
 from forensics.errors import CsiError, UsageError
 from forensics.receiver.guards import Slots
 from forensics.receiver.journal import Journal
+
+if TYPE_CHECKING:
+    from forensics.capture.argo import ArgoSettings
 
 RunCapture = Callable[[CaptureRequest], CaptureResult]
 Finished = Callable[[CaptureRequest, str, float], None]  # request, state, seconds
@@ -208,6 +215,26 @@ def make_executor(name: str, journal: Journal, *, run_capture: RunCapture | str 
         return LocalExecutor(journal, run_capture, workers=workers, max_per_node=max_per_node,
                              on_finished=on_finished)
     if name == "argo":
-        raise UsageError("executor 'argo' is not available yet: this csi runs captures with "
-                         "the local executor only (use --executor local)")
+        if isinstance(run_capture, str) and run_capture == DEFAULT_RUN_CAPTURE:
+            raise UsageError("executor 'argo' needs the Argo Server: set argo_server "
+                             "(CSI_ARGO_SERVER) in the serve config")
+        executor = LocalExecutor(journal, run_capture, workers=workers,
+                                 max_per_node=max_per_node, on_finished=on_finished)
+        executor.name = "argo"
+        return executor
     raise UsageError(f"unknown executor {name!r} (choose from {', '.join(EXECUTORS)})")
+
+
+def argo_run_capture(settings: ArgoSettings) -> RunCapture:
+    """A capture function that runs the capture as a ``csi-capture`` Workflow and waits."""
+
+    def run(request: CaptureRequest) -> CaptureResult:
+        from forensics.capture import argo
+
+        name = argo.submit_capture(request, settings)  # finds an earlier one by fingerprint
+        done = argo.check(argo.follow(name, settings))
+        return CaptureResult(request_id=request.id, image_ref=done.image_ref,
+                             report_id=done.report_id, verdict=done.verdict,
+                             timeline={"workflow": f"{done.namespace}/{done.name}"})
+
+    return run

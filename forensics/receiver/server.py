@@ -57,6 +57,20 @@ def pipeline_for(config: ServeConfig) -> RunCapture:
     return functools.partial(run_capture, settings=settings)
 
 
+def argo_for(config: ServeConfig) -> RunCapture | None:
+    """Captures as csi-capture Workflows on the configured Argo Server (None: not set)."""
+    if not config.argo_server:
+        return None
+    from forensics.capture.argo import ArgoSettings, read_token, server_url
+    from forensics.receiver.executor import argo_run_capture
+
+    settings = ArgoSettings(server=server_url(config.argo_server),
+                            namespace=config.argo_namespace,
+                            token=read_token(config.argo_token_file),
+                            verify=config.argo_ca_file or True)
+    return argo_run_capture(settings)
+
+
 def build_service(config: ServeConfig, policy: Policy | None = None, *,
                   run_capture: RunCapture | None = None,
                   clock: Callable[[], float] | None = None) -> Service:
@@ -73,7 +87,7 @@ def build_service(config: ServeConfig, policy: Policy | None = None, *,
                         registry=config.registry, reports_root=reports_root, **extra)
     workers = config.workers or policy.guards.max_cluster
     if run_capture is None and config.run_capture == DEFAULT_RUN_CAPTURE:
-        run_capture = pipeline_for(config)
+        run_capture = argo_for(config) if config.executor == "argo" else pipeline_for(config)
     try:
         receiver.executor = make_executor(
             config.executor, journal, run_capture=run_capture or config.run_capture,

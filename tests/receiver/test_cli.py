@@ -66,7 +66,7 @@ def test_policy_test_errors_are_one_line(tmp_path: Path,
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--executor", "argo"], "executor 'argo' is not available yet"),
+    (["--executor", "argo"], "executor 'argo' needs the Argo Server: set argo_server"),
     ([], "no authentication configured"),
     (["--listen", "nowhere"], "is not HOST:PORT"),
     (["--token-file", "/nonexistent/token"], "token_file /nonexistent/token: cannot read it"),

@@ -166,8 +166,9 @@ def test_the_pipeline_is_imported_lazily_with_a_clear_error(journal: Journal) ->
     assert load_run_capture("tests.receiver.capture_doubles:recording").__name__ == "recording"
 
 
-def test_argo_is_not_available_yet(journal: Journal) -> None:
-    with pytest.raises(UsageError, match="executor 'argo' is not available yet"):
+def test_argo_needs_its_server(journal: Journal) -> None:
+    with pytest.raises(UsageError, match=r"executor 'argo' needs the Argo Server: set "
+                       r"argo_server \(CSI_ARGO_SERVER\)"):
         make_executor("argo", journal)
     with pytest.raises(UsageError, match="unknown executor 'k8s'"):
         make_executor("k8s", journal)
