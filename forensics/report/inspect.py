@@ -60,11 +60,7 @@ def inspect_dict(ckpt: Checkpoint, sections: Sections) -> dict[str, Any]:
         "kubernetes": {
             "pod": k.pod, "namespace": k.namespace, "container": k.container, "pod_uid": k.pod_uid,
         },
-        "archive": {
-            "path": ckpt.archive.path, "sha256": ckpt.archive.sha256, "size": ckpt.archive.size,
-            "compression": ckpt.archive.compression,
-            "sha256_cached": ckpt.archive.sha256_cached,
-        },
+        "archive": None,  # filled last: the digest is being computed meanwhile
     }
     if c.checkpointed:
         out["checkpointed"] = c.checkpointed
@@ -92,6 +88,10 @@ def inspect_dict(ckpt: Checkpoint, sections: Sections) -> dict[str, Any]:
              "inq": q.inq.decode("latin-1"), "outq": q.outq.decode("latin-1")}
             for q in ckpt.tcp_queues
         ]
+    out["archive"] = {
+        "path": ckpt.archive.path, "sha256": ckpt.archive.sha256, "size": ckpt.archive.size,
+        "compression": ckpt.archive.compression, "sha256_cached": ckpt.archive.sha256_cached,
+    }
     warnings = ckpt.warnings
     if warnings:
         out["warnings"] = warnings
