@@ -63,6 +63,12 @@ class KubeApiDouble:
         self.app.router.add_get("/api/v1/namespaces/{ns}/pods/{pod}", self.get_pod)
         self.app.router.add_get("/api/v1/nodes/{node}", self.get_node)
         self.app.router.add_route("*", "/api/v1/nodes/{node}/proxy/{path:.*}", self.proxy)
+        # Argo's WorkflowTemplate custom resource (what `csi workflow install` writes)
+        self.templates: dict[tuple[str, str], dict[str, Any]] = {}
+        base = "/apis/argoproj.io/v1alpha1/namespaces/{ns}/workflowtemplates"
+        self.app.router.add_post(base, self.create_template)
+        self.app.router.add_get(base + "/{name}", self.get_template)
+        self.app.router.add_put(base + "/{name}", self.replace_template)
         self.app.router.add_route("*", "/{tail:.*}", self.unknown)
 
     @web.middleware
@@ -96,6 +102,51 @@ class KubeApiDouble:
             return forbidden(user, "get", "nodes", name)
         node = self.cluster.nodes.get(name)
         return web.json_response(node.to_object()) if node else not_found("nodes", name)
+
+    def _template_denied(self, request: web.Request, verb: str) -> web.Response | None:
+        user = self._user(request)
+        if self.cluster.allowed(user, verb, "workflowtemplates"):
+            return None
+        name = request.match_info.get("name", "")
+        return status(403, "Forbidden", f'workflowtemplates.argoproj.io "{name}" is forbidden: '
+                      f'User "{user}" cannot {verb} resource "workflowtemplates" in API group '
+                      f'"argoproj.io" in the namespace "{request.match_info["ns"]}"',
+                      {"name": name, "group": "argoproj.io", "kind": "workflowtemplates"})
+
+    async def create_template(self, request: web.Request) -> web.Response:
+        if (denied := self._template_denied(request, "create")) is not None:
+            return denied
+        body = await request.json()
+        ns, name = request.match_info["ns"], str(body["metadata"]["name"])
+        if (ns, name) in self.templates:
+            return status(409, "AlreadyExists", f'workflowtemplates.argoproj.io "{name}" '
+                          "already exists", {"name": name, "group": "argoproj.io",
+                                             "kind": "workflowtemplates"})
+        body["metadata"].update(namespace=ns, resourceVersion="1")
+        self.templates[ns, name] = body
+        return web.json_response(body, status=201)
+
+    async def get_template(self, request: web.Request) -> web.Response:
+        if (denied := self._template_denied(request, "get")) is not None:
+            return denied
+        found = self.templates.get((request.match_info["ns"], request.match_info["name"]))
+        if found is None:
+            return not_found("workflowtemplates.argoproj.io", request.match_info["name"])
+        return web.json_response(found)
+
+    async def replace_template(self, request: web.Request) -> web.Response:
+        if (denied := self._template_denied(request, "update")) is not None:
+            return denied
+        key = (request.match_info["ns"], request.match_info["name"])
+        body, current = await request.json(), self.templates.get(key)
+        if current is None:
+            return not_found("workflowtemplates.argoproj.io", key[1])
+        if body["metadata"].get("resourceVersion") != current["metadata"]["resourceVersion"]:
+            return status(409, "Conflict", "the object has been modified; please apply your "
+                          "changes to the latest version and try again")
+        body["metadata"]["resourceVersion"] = str(int(current["metadata"]["resourceVersion"]) + 1)
+        self.templates[key] = body
+        return web.json_response(body)
 
     async def proxy(self, request: web.Request) -> web.StreamResponse:
         name, user = request.match_info["node"], self._user(request)
