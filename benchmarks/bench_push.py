@@ -37,7 +37,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT = Path("/var/tmp/csi-bench/big-600.tar")
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.bench_inspect import DEFAULT, ensure_archive  # noqa: E402
+
 BUILDAH = ["buildah", "--storage-driver", "vfs"]
 REGISTRY = "/usr/bin/docker-registry"
 
@@ -132,19 +135,6 @@ def bench(name: str, runs: int, once: Callable[[str], tuple[float, float]],
     print(f"{name:<44} median {med:7.3f} s  (runs: {', '.join(f'{t:.3f}' for t in times)})"
           f"  peak RSS {max(rss):6.1f} MiB", flush=True)
     return med, max(rss), times
-
-
-def ensure_archive(path: Path) -> Path:
-    if path.exists():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    print(f"making {path} with deploy/dev/make-checkpoint.sh (600 MiB) ...", flush=True)
-    done = subprocess.run(["bash", str(ROOT / "deploy/dev/make-checkpoint.sh"), "--name",
-                           "bench", "--mode", "miner", "--mem-mib", "600", "--compress", "none",
-                           "-o", str(path)])
-    if done.returncode != 0:
-        raise SystemExit(f"could not make a benchmark checkpoint (exit {done.returncode})")
-    return path
 
 
 def main() -> None:
