@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import click
 
 from forensics.cli.common import dump_json, open_checkpoint, stdout, warn
-from forensics.errors import UsageError
+from forensics.errors import CsiError, UsageError
 
 
 def load_alert(path: str) -> dict[str, Any]:
@@ -56,9 +59,6 @@ def analyze(archive: str | None, alert_path: str | None, yara_files: tuple[str, 
         return
     if archive is None:
         raise click.UsageError("give an ARCHIVE (or --list)")
-    if not os.path.exists(archive) and "/" in archive and ":" in archive.split("/")[-1]:
-        raise UsageError(f"{archive}: no such file; pulling checkpoint images from a registry "
-                         "is not available in this version", hint="pull it to a file first")
     for path in yara_files:
         if not os.path.isfile(path):
             raise UsageError(f"{path}: no such YARA rules file")
@@ -69,14 +69,21 @@ def analyze(archive: str | None, alert_path: str | None, yara_files: tuple[str, 
     options = Options(alert=load_alert(alert_path) if alert_path else None,
                       yara_rules=list(yara_files), reveal=reveal)
     started = datetime.now(UTC)
-    with open_checkpoint(archive, hash_cache=False) as ckpt:  # evidence: always re-hash
+    with local_archive(archive) as (path, pulled), \
+            open_checkpoint(path, hash_cache=False) as ckpt:  # evidence: always re-hash
         analysis = run_analysis(ckpt, options, list(names))
         result = analysis.to_dict()
         if save:
+            from dataclasses import replace
+
             from forensics.report.provenance import Provenance
             from forensics.report.publish import report_analysis
 
             provenance = Provenance.manual(reason=reason, alert=options.alert)
+            if pulled is not None:  # what the image says of its capture joins the custody
+                provenance = replace(
+                    provenance, registry_ref=archive, manifest_digest=pulled.digest,
+                    archive_sha256_at_capture=pulled.annotations.get("dev.csi.archive.sha256"))
             stored = report_analysis(analysis, provenance, analysis_started=started)
             click.echo(f"csi: report {stored.id} saved in {stored.directory}", err=True)
     if fmt == "json":
@@ -86,6 +93,27 @@ def analyze(archive: str | None, alert_path: str | None, yara_files: tuple[str, 
     else:
         stdout().print(findings_tree(result))
     warn(result.get("warnings", []))
+
+
+@contextlib.contextmanager
+def local_archive(arg: str) -> Iterator[tuple[str, Any]]:
+    """A file as it is; a registry (``HOST/REPO[:TAG|@DIGEST]``) or OCI layout (``oci:DIR:NAME``)
+    reference pulled to a temporary file, its digest verified while streaming."""
+    if os.path.exists(arg) or not (arg.startswith("oci:") or "/" in arg):
+        yield arg, None
+        return
+    from forensics.capture.registry.api import pull_archive
+    from forensics.capture.registry.reference import parse_target
+
+    try:
+        parse_target(arg)
+    except CsiError:
+        yield arg, None  # neither a file nor a reference: opening it says why
+        return
+    with tempfile.TemporaryDirectory(prefix="csi-analyze-") as tmp:
+        click.echo(f"csi: pulling {arg}", err=True)
+        pulled = pull_archive(arg, os.path.join(tmp, "archive.tar"))
+        yield pulled.path, pulled
 
 
 def register(group: click.Group) -> None:
