@@ -21,11 +21,10 @@ from forensics.capture.kube import Kube
 from forensics.capture.kubelet import ApiServerProxy, KubeletClient, Transport
 from tests.doubles.cluster import Container, Pod
 from tests.doubles.fixtures import (
-    CannotCheckpoint,
     Stack,
     Workload,
-    podman_workload,
     running_stack,
+    workload_or_skip,
 )
 from tests.doubles.kubelet import PODMAN
 
@@ -35,12 +34,9 @@ POD, NS, CTR = "prod-web-0", "shop", "api"
 @pytest.fixture(scope="module")
 def workload(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workload]:
     tmp = tmp_path_factory.mktemp("workload")
-    try:
-        with podman_workload(tmp, f"csi-kubelet-{tmp.name[-8:]}", pod=POD, namespace=NS,
-                             container=CTR) as running:
-            yield running
-    except CannotCheckpoint as exc:
-        pytest.skip(f"this machine cannot make CRIU checkpoints: {exc}")
+    with workload_or_skip(tmp, f"csi-kubelet-{tmp.name[-8:]}", pod=POD, namespace=NS,
+                          container=CTR) as running:
+        yield running
 
 
 def annotation(workload: Workload, key: str) -> str:

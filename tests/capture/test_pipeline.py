@@ -12,14 +12,7 @@ from pathlib import Path
 import pytest
 
 from forensics.cli.main import main
-from tests.doubles.cluster import Container, Pod
-from tests.doubles.fixtures import (
-    CannotCheckpoint,
-    Stack,
-    Workload,
-    podman_workload,
-    running_stack,
-)
+from tests.doubles.fixtures import Stack, Workload, stack_with, workload_or_skip
 from tests.doubles.kubelet import PODMAN
 
 POD, NS, CTR = "payments-api-7d4f9-x2x9q", "payments", "api"
@@ -28,19 +21,14 @@ POD, NS, CTR = "payments-api-7d4f9-x2x9q", "payments", "api"
 @pytest.fixture(scope="module")
 def workload(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workload]:
     tmp = tmp_path_factory.mktemp("workload")
-    try:
-        with podman_workload(tmp, f"csi-pipeline-{tmp.name[-8:]}", pod=POD, namespace=NS,
-                             container=CTR, mode="reverse") as running:
-            yield running
-    except CannotCheckpoint as exc:
-        pytest.skip(f"this machine cannot make CRIU checkpoints: {exc}")
+    with workload_or_skip(tmp, f"csi-pipeline-{tmp.name[-8:]}", pod=POD, namespace=NS,
+                          container=CTR, mode="reverse") as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, workload: Workload) -> Iterator[Stack]:
-    with running_stack(tmp_path_factory.mktemp("stack")) as running:
-        running.cluster.add_pod(Pod(NS, POD, "node-1", [Container(CTR,
-                                                                  container_id=workload.id)]))
+    with stack_with(tmp_path_factory.mktemp("stack"), workload) as running:
         yield running
 
 

@@ -28,9 +28,11 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from forensics.capture.kube import Kube, connect
 from forensics.capture.kubelet import KubeletDirect
-from tests.doubles.cluster import APISERVER_KUBELET_USER, Cluster
+from tests.doubles.cluster import APISERVER_KUBELET_USER, Cluster, Container, Pod
 from tests.doubles.kube_api import KubeApiDouble
 from tests.doubles.kubelet import PODMAN, Checkpointer, KubeletDouble
 from tests.doubles.pki import KeyPair, Pki
@@ -178,3 +180,25 @@ def podman_workload(tmp: Path, name: str, *, pod: str, namespace: str, container
 def _podman(*args: str) -> str:
     return subprocess.run([*PODMAN, *args], capture_output=True, text=True, check=True,
                           timeout=300).stdout
+
+
+@contextmanager
+def workload_or_skip(tmp: Path, name: str, *, pod: str, namespace: str, container: str,
+                     mode: str = "miner") -> Iterator[Workload]:
+    """:func:`podman_workload`, or a skip that says why this machine cannot checkpoint."""
+    try:
+        with podman_workload(tmp, name, pod=pod, namespace=namespace, container=container,
+                             mode=mode) as running:
+            yield running
+    except CannotCheckpoint as exc:
+        pytest.skip(f"this machine cannot make CRIU checkpoints: {exc}")
+
+
+@contextmanager
+def stack_with(tmp: Path, *workloads: Workload, node: str = "node-1") -> Iterator[Stack]:
+    """:func:`running_stack` knowing each workload's pod on ``node`` (its real container id)."""
+    with running_stack(tmp) as running:
+        for w in workloads:
+            running.cluster.add_pod(Pod(w.namespace, w.pod, node,
+                                        [Container(w.container, container_id=w.id)]))
+        yield running

@@ -19,8 +19,7 @@ import requests
 
 from forensics.cli.main import main
 from forensics.receiver.config import ServeConfig
-from tests.doubles.cluster import Container, Pod
-from tests.doubles.fixtures import CannotCheckpoint, Stack, Workload, podman_workload, running_stack
+from tests.doubles.fixtures import Stack, Workload, stack_with, workload_or_skip
 from tests.receiver.conftest import (
     HOST,
     INTERNAL,
@@ -44,18 +43,10 @@ PODS = {  # the pods the two fixture alerts name
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, list[Workload]]]:
     tmp = tmp_path_factory.mktemp("e2e")
     with ExitStack() as stack:
-        workloads = []
-        try:
-            for i, (ns, pod, ctr, mode) in enumerate(PODS.values()):
-                workloads.append(stack.enter_context(podman_workload(
-                    tmp, f"csi-e2e-{i}-{tmp.name[-6:]}", pod=pod, namespace=ns, container=ctr,
-                    mode=mode)))
-        except CannotCheckpoint as exc:
-            pytest.skip(f"this machine cannot make CRIU checkpoints: {exc}")
-        running = stack.enter_context(running_stack(tmp / "stack"))
-        for w in workloads:
-            running.cluster.add_pod(Pod(w.namespace, w.pod, "node-1",
-                                        [Container(w.container, container_id=w.id)]))
+        workloads = [stack.enter_context(workload_or_skip(
+            tmp, f"csi-e2e-{i}-{tmp.name[-6:]}", pod=pod, namespace=ns, container=ctr,
+            mode=mode)) for i, (ns, pod, ctr, mode) in enumerate(PODS.values())]
+        running = stack.enter_context(stack_with(tmp / "stack", *workloads))
         yield running, workloads
 
 

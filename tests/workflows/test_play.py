@@ -13,14 +13,7 @@ import yaml
 
 from forensics.report.signing import check_signature, default_key_path, load_signing_key
 from tests.capture.servers import REGISTRY, Registry, have
-from tests.doubles.cluster import Container, Pod
-from tests.doubles.fixtures import (
-    CannotCheckpoint,
-    Stack,
-    Workload,
-    podman_workload,
-    running_stack,
-)
+from tests.doubles.fixtures import Stack, Workload, stack_with, workload_or_skip
 from tests.doubles.kubelet import PODMAN
 from tests.workflows.argo_player import ArgoPlayer, Play
 from tests.workflows.test_render import GOLDEN
@@ -34,19 +27,14 @@ ALERT = {"time": "2026-11-22T07:10:28.123456789Z", "rule": "Reverse shell", "pri
 @pytest.fixture(scope="module")
 def workload(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workload]:
     tmp = tmp_path_factory.mktemp("workload")
-    try:
-        with podman_workload(tmp, f"csi-play-{tmp.name[-8:]}", pod=POD, namespace=NS,
-                             container=CTR, mode="reverse") as running:
-            yield running
-    except CannotCheckpoint as exc:
-        pytest.skip(f"this machine cannot make CRIU checkpoints: {exc}")
+    with workload_or_skip(tmp, f"csi-play-{tmp.name[-8:]}", pod=POD, namespace=NS,
+                          container=CTR, mode="reverse") as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, workload: Workload) -> Iterator[Stack]:
-    with running_stack(tmp_path_factory.mktemp("stack")) as running:
-        running.cluster.add_pod(Pod(NS, POD, "node-1", [Container(CTR,
-                                                                  container_id=workload.id)]))
+    with stack_with(tmp_path_factory.mktemp("stack"), workload) as running:
         yield running
 
 
