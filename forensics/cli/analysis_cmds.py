@@ -114,7 +114,3 @@ def local_archive(arg: str) -> Iterator[tuple[str, Any]]:
         click.echo(f"csi: pulling {arg}", err=True)
         pulled = pull_archive(arg, os.path.join(tmp, "archive.tar"))
         yield pulled.path, pulled
-
-
-def register(group: click.Group) -> None:
-    group.add_command(analyze)

@@ -129,9 +129,3 @@ def diff(a: str, b: str) -> None:
             click.echo("csi: warning: the two archives are of different containers", err=True)
         dump_json(result)
         warn(ca.warnings + cb.warnings)
-
-
-def register(group: click.Group) -> None:
-    for command in (show, inspect, list_cmd, diff):
-        group.add_command(command)
-

@@ -232,9 +232,3 @@ def gc(directory: str, max_per_container: int | None, max_age: str | None,
                     max_total=parse_size(max_total_size) if max_total_size else None)
     for victim in prune(directory, policy, dry_run=dry_run):
         click.echo(f"{'would delete' if dry_run else 'deleted'} {victim.path} ({victim.why})")
-
-
-def register(group: click.Group) -> None:
-    group.add_command(capture)
-    group.add_command(gc)
-

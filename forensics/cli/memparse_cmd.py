@@ -71,7 +71,3 @@ def memparse(archive: str, pid: int | None, literal: str | None, pattern: str | 
                 click.echo(f"{row.pid:<6} {row.comm:<16} {human_size(row.memory):<13} "
                            f"{human_size(row.shared)}")
         warn(ckpt.warnings)
-
-
-def register(group: click.Group) -> None:
-    group.add_command(memparse)

@@ -126,8 +126,3 @@ def pull(ref: str, output: str, force: bool, backend: str, fmt: str, **access: A
     click.echo(f"  sha256:{result.sha256}  {result.size} bytes"
                + ("  matches dev.csi.archive.sha256" if result.verified_against_annotation
                   else "  (the image records no archive digest)"))
-
-
-def register(group: click.Group) -> None:
-    for command in (push, pull):
-        group.add_command(command)

@@ -208,7 +208,3 @@ def reindex() -> None:
     store = _store()
     added = store.reindex()
     click.echo(f"{added} report(s) added to the index ({store.index_path})")
-
-
-def register(group: click.Group) -> None:
-    group.add_command(report)

@@ -107,8 +107,3 @@ def policy_test(alert_file: Any, policy_file: str | None, backend: str, output: 
                         f"{g.rate_per_minute:g}/min)")]
     for name, value in rows:
         click.echo(f"{name + ':':<13}{value}")
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(serve)
-    cli.add_command(policy)

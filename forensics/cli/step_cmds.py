@@ -144,7 +144,3 @@ def cleanup_cmd(archive: str, image_ref: str, sha256: str, backend: str, checkpo
 
     settings = Settings(registry_backend=backend, checkpoint_dir=checkpoint_dir)
     _run(output_dir, lambda: steps.cleanup(archive, image_ref, sha256, settings))
-
-
-def register(group: click.Group) -> None:
-    group.add_command(step)

@@ -98,7 +98,3 @@ def install(context: str | None, kubeconfig: str | None, argo_server: str | None
 
         done = apply(document, kubeconfig, context)
     click.echo(f"workflowtemplate {ns}/{capture.NAME} {done}")
-
-
-def register(group: click.Group) -> None:
-    group.add_command(workflow)

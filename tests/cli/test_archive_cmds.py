@@ -42,8 +42,8 @@ def walk(node: dict[str, Any]) -> list[dict[str, Any]]:
 
 def test_entry_points_for_csi_and_kubectl_plugin() -> None:
     scripts = {ep.name: ep.value for ep in entry_points(group="console_scripts")}
-    assert scripts["csi"] == "forensics.cli.main:main"
-    assert scripts["kubectl-csi"] == "forensics.cli.main:main"
+    assert scripts["csi"] == "forensics.cli.main:run"
+    assert scripts["kubectl-csi"] == "forensics.cli.main:run"
 
 
 def test_inspect_json_uses_checkpointctl_keys(capsys: pytest.CaptureFixture[str]) -> None:
