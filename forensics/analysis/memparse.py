@@ -1,8 +1,9 @@
 """checkpointctl's memparse, right on CRIU 4.2: sizes, hexdump, search.
 
-Memory is read through the pagemap layer (:class:`ProcessMemory`), into one
-reusable buffer, so a search over gigabytes costs a few MiB of RSS. Literal
-searches use ``bytes.find``; regular expressions use the ``regex`` module
+Memory is read through the pagemap layer (:class:`ProcessMemory`). Literal
+searches map the pages file and run glibc's ``memmem`` on a few threads (no
+copy, no GIL); regular expressions read windows into reusable buffers and
+use the ``regex`` module
 with a deadline, so a pattern that backtracks catastrophically stops with a
 clear error instead of hanging. Matches are reported as checkpointctl
 does: the address of the match, and the match with ``context`` bytes either
@@ -11,6 +12,7 @@ side, non-printable bytes shown as ``?``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -20,11 +22,12 @@ from typing import IO, Any
 
 from forensics.analysis.bytesearch import find_all
 from forensics.archive.checkpoint import Checkpoint
-from forensics.archive.memory import ProcessMemory
+from forensics.archive.memory import ProcessMemory, Run
 from forensics.archive.model import Process
 from forensics.errors import UsageError
 
-WINDOW = 4 << 20  # small windows stay in the CPU caches: measured fastest here
+WINDOW = 4 << 20  # regex and hexdump windows: small windows stay in the CPU caches
+PIECE = 16 << 20  # literal search: the share of a mapped pages file one thread takes at a time
 SEARCH_THREADS = max(1, min(4, os.cpu_count() or 1))
 _PRINTABLE = bytes(b if 32 <= b < 127 else 0x3F for b in range(256))
 _DOTS = bytes(b if 32 <= b < 127 else 0x2E for b in range(256))
@@ -145,31 +148,42 @@ def _plan(memory: ProcessMemory, overlap: int) -> list[tuple[int, int, int]]:
 
 def _literal_hits(memory: ProcessMemory, literal: bytes, context: int,
                   limit: int) -> list[tuple[int, bytes]]:
-    """Every occurrence, with context, in address order. Windows are shared out between
-    threads that each read (preadv) and search (memmem) without holding the GIL."""
-    overlap = len(literal) + 2 * context
-    plan = _plan(memory, overlap)
+    """Every occurrence, with context (within its extent), in address order.
+
+    The pages file is mapped piece by piece, not read; threads share out the
+    pieces and search them with memmem, which runs without the GIL. Pieces
+    overlap by ``len(literal) - 1`` bytes, so every match is found exactly once,
+    and each carries ``context`` more bytes either side for the matches' context.
+    """
+    pieces = [(e, done) for e in memory.extents() for done in range(0, e.size, PIECE)]
     hits: dict[int, bytes] = {}
     lock = threading.Lock()
     failures: list[BaseException] = []
 
-    def work(first: int) -> None:
-        buf = bytearray(WINDOW + overlap)
-        try:
-            for vaddr, offset, take in plan[first::SEARCH_THREADS]:
-                n = memory.read_into(offset, memoryview(buf)[:take])
-                for at in find_all(buf, n, literal):
-                    data = bytes(buf[max(0, at - context): min(n, at + len(literal) + context)])
-                    with lock:  # a hit seen from two windows keeps its fuller context
-                        if len(data) > len(hits.get(vaddr + at, b"")):
-                            hits[vaddr + at] = data
+    def search_piece(extent: Run, done: int) -> bool:
+        lo = max(0, done - context)  # the mapped span, relative to the extent
+        hi = min(extent.size, done + PIECE + len(literal) - 1 + context)
+        with memory.mapped(extent.offset + lo, hi - lo) as span:
+            end = min(hi, done + PIECE + len(literal) - 1) - lo
+            with contextlib.closing(find_all(span, literal, done - lo, end)) as found:
+                for at in found:
+                    data = bytes(span[max(0, at - context): at + len(literal) + context])
+                    with lock:
+                        hits[extent.vaddr + lo + at] = data
                         if len(hits) >= limit:
-                            return
+                            return False
+        return True
+
+    def work(first: int) -> None:
+        try:
+            for extent, done in pieces[first::SEARCH_THREADS]:
+                if not search_piece(extent, done):
+                    return
         except BaseException as exc:  # re-raised in the caller's thread
             failures.append(exc)
 
     threads = [threading.Thread(target=work, args=(i,), daemon=True)
-               for i in range(min(SEARCH_THREADS, len(plan)))]
+               for i in range(min(SEARCH_THREADS, len(pieces)))]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -186,7 +200,7 @@ def _regex_hits(memory: ProcessMemory, compiled: Any, context: int, deadline: fl
     reported: set[int] = set()  # addresses reported in the previous window's overlap
     for base, window in _windows(memory, overlap):
         current: set[int] = set()
-        for start, end in _find(window, None, compiled, deadline, pattern):
+        for start, end in _find(window, compiled, deadline, pattern):
             address = base + start
             if address in reported:
                 continue  # found again in the overlap with the previous window
@@ -196,14 +210,8 @@ def _regex_hits(memory: ProcessMemory, compiled: Any, context: int, deadline: fl
         reported = current
 
 
-def _find(window: memoryview, literal: bytes | None, compiled: Any,
-          deadline: float, pattern: str | None) -> Iterator[tuple[int, int]]:
-    if literal is not None and compiled is None:
-        data = window.obj if isinstance(window.obj, bytearray) else bytearray(window)
-        for at in find_all(data, len(window), literal):
-            yield at, at + len(literal)
-        return
-    assert compiled is not None
+def _find(window: memoryview, compiled: Any, deadline: float,
+          pattern: str) -> Iterator[tuple[int, int]]:
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise UsageError(f"the regular expression {pattern!r} took too long",

@@ -12,6 +12,7 @@ through :class:`ProcessMemory`.
 from __future__ import annotations
 
 import bisect
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -169,6 +170,16 @@ class ProcessMemory:
     def read_into(self, offset: int, buf: memoryview) -> int:
         """Fill ``buf`` from ``offset`` of the pages file, without allocating."""
         return self._source.pread_into(self._pages, offset, buf) if self._pages else 0
+
+    @contextlib.contextmanager
+    def mapped(self, offset: int, size: int) -> Iterator[memoryview]:
+        """``size`` bytes at ``offset`` of the pages file (see :attr:`runs`), mapped
+        rather than read (see :meth:`ArchiveSource.mapped`)."""
+        if self._pages is None:
+            yield memoryview(bytearray())
+            return
+        with self._source.mapped(self._pages, offset, size) as view:
+            yield view
 
     def is_mapped(self, addr: int) -> bool:
         return self._run_at(addr) is not None

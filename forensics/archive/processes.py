@@ -205,6 +205,7 @@ class ProcessLoader:
     def __init__(self, images: ImageReader) -> None:
         self.images = images
         self.source = images.source
+        self._memory: dict[int, ProcessMemory] = {}
 
     def pstree(self) -> list[dict[str, Any]]:
         """The tasks, up to any damage in ``pstree.img`` (warned); a pid listed twice once."""
@@ -286,12 +287,14 @@ class ProcessLoader:
         return Process(**info, errors=tuple(errors))
 
     def memory(self, pid: int) -> ProcessMemory:
-        """The memory layer of process ``pid``."""
-        name = f"pagemap-{pid}.img"
-        label = self.images.label(name)
-        pagemap = parse_pagemap(label, self.images.data(name))
-        pages = self.source.members.get(f"{CKPT}pages-{pagemap.pages_id}.img")
-        return ProcessMemory(self.source, pages, pagemap, label=label)
+        """The memory layer of process ``pid`` (its pagemap is decoded once)."""
+        if pid not in self._memory:
+            name = f"pagemap-{pid}.img"
+            label = self.images.label(name)
+            pagemap = parse_pagemap(label, self.images.data(name))
+            pages = self.source.members.get(f"{CKPT}pages-{pagemap.pages_id}.img")
+            self._memory[pid] = ProcessMemory(self.source, pages, pagemap, label=label)
+        return self._memory[pid]
 
     def _thread(self, tid: int, pid: int, comm: str, errors: list[str]) -> Thread:
         if tid == pid:

@@ -367,6 +367,38 @@ class ArchiveSource:
             return 0
         return os.preadv(self._fd, [buf[:size]], member.offset + offset)
 
+    @contextlib.contextmanager
+    def mapped(self, member: Member, offset: int, size: int) -> Iterator[memoryview]:
+        """``size`` bytes at ``offset`` within ``member``, mapped into memory, not read.
+
+        Searching a mapping costs no copy. It is private and copy-on-write over a
+        descriptor opened read-only, so nothing written through it could reach the
+        archive; it is clipped to the member and to the end of the file, so a member
+        cut short by a truncated archive maps short (never a SIGBUS). Map pieces, not
+        whole members: every page touched counts in the process's RSS until unmapped.
+        The view must be released before the block ends.
+        """
+        import mmap
+
+        file_end = os.fstat(self._fd).st_size
+        begin = member.offset + max(0, offset)
+        end = min(member.offset + member.size, begin + max(0, size), file_end)
+        if end <= begin:
+            yield memoryview(bytearray())
+            return
+        start = begin - begin % mmap.ALLOCATIONGRANULARITY
+        try:
+            mapping = mmap.mmap(self._fd, end - start, access=mmap.ACCESS_COPY, offset=start)
+        except (OSError, ValueError) as exc:
+            raise ArchiveError(self.path, f"cannot map {member.name} into memory",
+                               why=str(exc)) from None
+        view = memoryview(mapping)[begin - start :]
+        try:
+            yield view
+        finally:
+            view.release()
+            mapping.close()
+
     def read(self, name: str) -> bytes:
         """Read a whole metadata member (JSON, CRIU image); bounded in size."""
         member = self.members.get(name)

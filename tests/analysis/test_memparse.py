@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -142,3 +143,47 @@ def test_checkpointctl_sees_nothing_on_criu42(tmp_path: Path) -> None:
     assert 'No matches for pattern "stratum"' in out
     with Checkpoint(str(archive)) as ckpt:
         assert len(list(memparse.search(ckpt, [17], literal=b"stratum"))) == 1
+
+
+def _naive_hits(ckpt: Checkpoint, pid: int, needle: bytes, context: int) -> list[tuple[int, str]]:
+    """The reference: every extent read whole with pread, searched with bytes.find."""
+    memory = ckpt.memory(pid)
+    out = []
+    for extent in memory.extents():
+        data = memory.read_at_offset(extent.offset, extent.size)
+        at = data.find(needle)
+        while at >= 0:
+            hit = data[max(0, at - context): at + len(needle) + context]
+            out.append((extent.vaddr + at, hit.translate(memparse._PRINTABLE).decode()))
+            at = data.find(needle, at + 1)
+    return out
+
+
+@pytest.mark.parametrize("piece", [4096, 4099, 65536])
+def test_literal_search_over_mapped_pieces_finds_each_match_once(
+        piece: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # small, unaligned pieces: matches straddle piece boundaries, contexts reach across them
+    monkeypatch.setattr(memparse, "PIECE", piece)
+    with Checkpoint(archive_path(SHOP)) as ckpt:
+        for needle, context in ((b"AKIAIOSFODNN7EXAMPLE", 0), (b"/bin/", 7), (b"\x00\x01", 3)):
+            want = _naive_hits(ckpt, 17, needle, context)
+            got = [(m.address, m.match) for m in memparse.search(
+                ckpt, [17], literal=needle, context=context, limit=10**9)]
+            assert got == want
+            assert want  # the needles are all there
+
+
+def test_search_of_an_archive_cut_short_while_open_stops_at_its_end(tmp_path: Path) -> None:
+    # the file shrinks after it was indexed (a cut copy, a full disk): the mapping must
+    # stop at the end of the file (a page past it would be a SIGBUS), and what is left
+    # is still searched
+    copy = tmp_path / "copy.tar"
+    shutil.copyfile(archive_path(SHOP), copy)
+    with Checkpoint(str(copy)) as ckpt:
+        every = list(memparse.search(ckpt, [17], literal=b"AKIAIOSFODNN7EXAMPLE"))
+        pages = ckpt.memory(17)._pages
+        assert pages is not None
+        os.truncate(copy, pages.offset + pages.size // 2)
+        left = list(memparse.search(ckpt, [17], literal=b"AKIAIOSFODNN7EXAMPLE"))
+    assert 0 < len(left) < len(every)
+    assert [m.address for m in left] == [m.address for m in every[: len(left)]]
