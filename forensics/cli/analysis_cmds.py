@@ -48,12 +48,9 @@ def analyze(archive: str | None, alert_path: str | None, yara_files: tuple[str, 
             names: tuple[str, ...], fmt: str, reveal: bool, list_only: bool, save: bool,
             reason: str | None) -> None:
     """What a checkpoint shows: dropped binaries, reverse shells, persistence, secrets, IOCs."""
-    from forensics.analysis.base import Options
-    from forensics.analysis.runner import analyze as run_analysis
-    from forensics.analysis.runner import list_analyzers
-    from forensics.report.findings import findings_markdown, findings_tree
-
     if list_only:
+        from forensics.analysis.runner import list_analyzers
+
         for name, version, description in list_analyzers():
             click.echo(f"{name:<12} {version:<5} {description}")
         return
@@ -66,11 +63,17 @@ def analyze(archive: str | None, alert_path: str | None, yara_files: tuple[str, 
         raise UsageError("--reason is recorded in a saved report: add --save")
     if save and reveal:
         raise UsageError("--save with --reveal", why="reports never hold secrets in clear")
-    options = Options(alert=load_alert(alert_path) if alert_path else None,
-                      yara_rules=list(yara_files), reveal=reveal)
+    alert = load_alert(alert_path) if alert_path else None
     started = datetime.now(UTC)
     with local_archive(archive) as (path, pulled), \
             open_checkpoint(path, hash_cache=False) as ckpt:  # evidence: always re-hash
+        # imported once the archive's sha256 is under way: hashing is the longest
+        # single task of an analysis, and it runs beside these imports
+        from forensics.analysis.base import Options
+        from forensics.analysis.runner import analyze as run_analysis
+        from forensics.report.findings import findings_markdown, findings_tree
+
+        options = Options(alert=alert, yara_rules=list(yara_files), reveal=reveal)
         analysis = run_analysis(ckpt, options, list(names))
         result = analysis.to_dict()
         if save:
