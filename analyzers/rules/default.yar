@@ -1,12 +1,16 @@
 /*
  * csi's small default YARA rule set: strings that have no business in a
  * production container's memory or file-system changes. Each rule carries
- * a severity, a description and MITRE ATT&CK techniques in its meta.
+ * a severity, a description and MITRE ATT&CK techniques in its meta, and a
+ * csi_prefilter: a Hyperscan expression that is part of every match of the
+ * rule's strings, so that YARA scans only the bytes around its hits
+ * (forensics/analysis/prefilter.py). Keep every repeat bounded.
  */
 
 rule cryptominer_strings
 {
     meta:
+        csi_prefilter = "s\\x00t\\x00r\\x00a\\x00t\\x00u\\x00m\\x00\\+|stratum\\+|(?i:xmrig|randomx)|--donate-level"
         description = "cryptocurrency miner: pool protocol or miner options"
         severity = "high"
         mitre = "T1496"
@@ -23,6 +27,7 @@ rule cryptominer_strings
 rule reverse_shell_strings
 {
     meta:
+        csi_prefilter = "/dev/tcp/|-e /bin/|(?i:socat)|pty\\.spawn"
         description = "reverse shell one-liner"
         severity = "high"
         mitre = "T1059.004"
@@ -38,6 +43,7 @@ rule reverse_shell_strings
 rule download_and_execute
 {
     meta:
+        csi_prefilter = "curl |wget "
         description = "download piped into a shell (stager)"
         severity = "high"
         mitre = "T1105,T1059.004"
@@ -51,6 +57,7 @@ rule download_and_execute
 rule linux_persistence_paths
 {
     meta:
+        csi_prefilter = "/etc/ld\\.so\\.preload|/etc/cron\\.d/|/var/spool/cron/|/\\.ssh/authorized_keys"
         description = "references to Linux persistence locations"
         severity = "medium"
         mitre = "T1574.006,T1053.003,T1098.004"

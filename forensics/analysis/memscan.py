@@ -1,11 +1,15 @@
 """One YARA pass over every process's memory and every changed file.
 
 csi's extraction patterns (``rules/extract.yar``: URLs, stagers, wallets,
-credentials) are compiled together with the default rule set and the user's
-rules, so memory is read once, in chunks, whatever the number of analyzers
-that want it. Chunks overlap so that a match across a chunk boundary is
-found once. Work is bounded: hits per rule and process are capped, files are
-scanned up to a size limit, and YARA itself has a timeout per chunk.
+credentials) are compiled together with the default rule set, so memory is
+read once, in chunks, whatever the number of analyzers that want it. Those
+shipped rules declare prefilters (see :mod:`forensics.analysis.prefilter`):
+YARA runs only on the windows of a chunk where one of them can match. The
+user's rules (``--yara``) are a second set, scanned in full unless every one
+of them declares a prefilter too. Chunks overlap so that a match across a
+chunk boundary is found once. Work is bounded: hits per rule and process are
+capped, files are scanned up to a size limit, and YARA itself has a timeout
+per call.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import partial
 from importlib import resources
@@ -22,6 +27,7 @@ from typing import Any
 
 import yara
 
+from forensics.analysis.prefilter import Prefilter, PrefilterError
 from forensics.archive.checkpoint import Checkpoint
 from forensics.errors import CriuImageError, CsiError, UsageError
 
@@ -29,7 +35,7 @@ CHUNK = 8 << 20
 OVERLAP = 4096
 MAX_HITS_PER_RULE = 2000  # per process (or file) and rule: enough evidence, bounded memory
 MAX_FILE_BYTES = 256 << 20  # a changed file is scanned up to this size
-YARA_TIMEOUT = 60  # seconds per chunk
+YARA_TIMEOUT = 60  # seconds per YARA call
 WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 
@@ -48,6 +54,22 @@ class Hit:
     meta: tuple[tuple[str, Any], ...] = ()
 
 
+@dataclass(frozen=True)
+class RuleSet:
+    """Compiled YARA rules, and where they can match (None: anywhere, scan in full)."""
+
+    rules: yara.Rules
+    prefilter: Prefilter | None
+
+    def match(self, data: memoryview) -> list[tuple[int, list[Any]]]:
+        """(offset in ``data``, YARA matches) for each part of ``data`` scanned."""
+        windows = self.prefilter.windows(data) if self.prefilter is not None else None
+        if windows is None:
+            return [(0, self.rules.match(data=data, timeout=YARA_TIMEOUT))]
+        return [(start, self.rules.match(data=data[start:end], timeout=YARA_TIMEOUT))
+                for start, end in windows]
+
+
 @dataclass
 class MemoryScan:
     hits: list[Hit] = field(default_factory=list)
@@ -64,12 +86,15 @@ class MemoryScan:
         return [h for h in self.hits if h.namespace == namespace]
 
     @classmethod
-    def run(cls, ckpt: Checkpoint, *, extra_rules: Iterable[str] = ()) -> MemoryScan:
-        rules = compile_rules(list(extra_rules))
+    def run(cls, ckpt: Checkpoint, *, extra_rules: Iterable[str] = (),
+            prefilter: bool = True) -> MemoryScan:
+        """Scan ``ckpt``; ``prefilter=False`` makes YARA read every byte (the reference
+        the prefiltered scan is tested against)."""
+        rules = compile_rule_sets(list(extra_rules), prefilter=prefilter)
         scan = cls()
         start = time.perf_counter()
-        # YARA releases the GIL while it scans: chunks are read here and scanned on a
-        # small pool, with a bounded number in flight (memory stays at a few chunks).
+        # YARA and Hyperscan release the GIL while they scan: pieces are mapped (not
+        # copied) and scanned on a small pool, a bounded number in flight.
         with ThreadPoolExecutor(max_workers=WORKERS) as pool:
             for process in ckpt.processes:
                 if not process.has_state:
@@ -79,8 +104,12 @@ class MemoryScan:
                 except (CriuImageError, CsiError) as exc:
                     scan.errors.append(f"pid {process.pid}: memory unreadable ({exc})")
                     continue
-                extents = [(e.vaddr, e.size, e.offset) for e in memory.extents()]
-                scan._scan(pool, rules, _windows(memory.read_into, extents), pid=process.pid)
+                extents = memory.extents()
+                pieces: list[tuple[int, Mapper]] = [
+                    (e.vaddr + done, partial(memory.mapped, e.offset + done, take))
+                    for e in extents for done, take in _pieces(e.size)]
+                scan._scan(pool, rules, pieces, pid=process.pid)
+                scan.bytes_scanned += sum(e.size for e in extents)
             for entry in ckpt.rootfs_diff + ckpt.devshm:
                 if entry.type != "file" or entry.size == 0:
                     continue
@@ -91,19 +120,20 @@ class MemoryScan:
                 located = ckpt.nested_member(entry.path)
                 if located is not None:
                     size = min(located.size, MAX_FILE_BYTES)
-                    reader = partial(ckpt.source.pread_into, located)
-                    scan._scan(pool, rules, _windows(reader, [(0, size, 0)]), path=entry.path)
+                    pieces = [(done, partial(ckpt.source.mapped, located, done, take))
+                              for done, take in _pieces(size)]
+                    scan._scan(pool, rules, pieces, path=entry.path)
+                    scan.bytes_scanned += size
         scan.seconds = time.perf_counter() - start
         return scan
 
     def _scan(
-        self, pool: ThreadPoolExecutor, rules: yara.Rules,
-        regions: Iterator[tuple[int, memoryview]], *, pid: int | None = None,
-        path: str | None = None,
+        self, pool: ThreadPoolExecutor, rules: list[RuleSet], pieces: list[tuple[int, Mapper]],
+        *, pid: int | None = None, path: str | None = None,
     ) -> None:
         counts: dict[tuple[str, str], int] = {}
         seen: set[tuple[str, str, int]] = set()
-        in_flight: deque[tuple[int, Future[list[Any]]]] = deque()
+        in_flight: deque[tuple[int, Future[list[tuple[int, list[Any]]]]]] = deque()
 
         def collect() -> None:
             base, future = in_flight.popleft()
@@ -112,14 +142,14 @@ class MemoryScan:
             except yara.TimeoutError:
                 self.errors.append(f"{_where(pid, path)}: YARA timed out at 0x{base:x}")
                 return
-            except yara.Error as exc:
-                self.errors.append(f"{_where(pid, path)}: YARA failed at 0x{base:x}: {exc}")
+            except (yara.Error, CsiError) as exc:
+                self.errors.append(f"{_where(pid, path)}: scan failed at 0x{base:x}: {exc}")
                 return
-            self._record(matches, base, pid, path, counts, seen)
+            for offset, found in matches:
+                self._record(found, base + offset, pid, path, counts, seen)
 
-        for base, data in regions:
-            self.bytes_scanned += len(data)
-            in_flight.append((base, pool.submit(rules.match, data=data, timeout=YARA_TIMEOUT)))
+        for base, mapper in pieces:
+            in_flight.append((base, pool.submit(_scan_piece, rules, mapper)))
             if len(in_flight) > 2 * WORKERS:
                 collect()
         while in_flight:
@@ -156,51 +186,54 @@ def _where(pid: int | None, path: str | None) -> str:
     return f"pid {pid}" if pid is not None else str(path)
 
 
-def _windows(
-    read_into: Callable[[int, memoryview], int], extents: list[tuple[int, int, int]]
-) -> Iterator[tuple[int, memoryview]]:
-    """(address, bytes) windows over ``extents`` (address, size, offset), read into a ring
-    of reusable buffers; each window starts with the previous window's last OVERLAP bytes
-    when they are contiguous, so a match across a boundary is seen whole.
-
-    The ring is larger than the number of windows the scanner keeps in flight, so a
-    buffer is refilled only after its scan has been collected.
-    """
-    ring = [bytearray(OVERLAP + CHUNK) for _ in range(2 * WORKERS + 2)]
-    turn = 0
-    for address, size, offset in extents:
-        tail = prev_len = 0
-        prev: bytearray | None = None
-        for done in range(0, size, CHUNK):
-            buf = ring[turn % len(ring)]
-            turn += 1
-            if prev is not None and tail:
-                buf[:tail] = prev[prev_len - tail : prev_len]
-            n = read_into(offset + done, memoryview(buf)[tail : tail + min(CHUNK, size - done)])
-            if n <= 0:
-                break
-            yield address + done - tail, memoryview(buf)[: tail + n]
-            prev, prev_len = buf, tail + n
-            tail = min(OVERLAP, prev_len)
+Mapper = Callable[[], AbstractContextManager[memoryview]]
+"""Maps one piece of memory or of a file, for as long as its ``with`` block lasts."""
 
 
-def rule_sources(extra: list[str]) -> dict[str, str]:
-    """namespace -> rule file path: extraction patterns, the default set, the user's."""
-    sources = {
+def _pieces(size: int) -> Iterator[tuple[int, int]]:
+    """(offset, length) of the pieces scanned over ``size`` bytes: CHUNK apart, each
+    OVERLAP bytes longer, so that a match across a boundary is seen whole."""
+    for done in range(0, size, CHUNK):
+        yield done, min(CHUNK + OVERLAP, size - done)
+
+
+def _scan_piece(rules: list[RuleSet], mapper: Mapper) -> list[tuple[int, list[Any]]]:
+    with mapper() as data:
+        return _match_all(rules, data)
+
+
+def _match_all(rules: list[RuleSet], data: memoryview) -> list[tuple[int, list[Any]]]:
+    return [part for rule_set in rules for part in rule_set.match(data)]
+
+
+def shipped_sources() -> dict[str, str]:
+    """namespace -> rule file: csi's extraction patterns and its default set."""
+    return {
         "extract": str(resources.files("forensics.analysis") / "rules" / "extract.yar"),
         "default": str(resources.files("analyzers") / "rules" / "default.yar"),
     }
-    for index, path in enumerate(extra):
-        sources[f"user{index}" if index else "user"] = path
-    return sources
 
 
-def compile_rules(extra: list[str]) -> yara.Rules:
-    sources = rule_sources(extra)
+def compile_rule_sets(extra: list[str], *, prefilter: bool = True) -> list[RuleSet]:
+    """The shipped rules, then the user's (``--yara`` files) if any: two sets, so
+    that user rules without prefilters do not make the shipped ones scan in full."""
+    sets = [_compile(shipped_sources(), prefilter)]
+    if extra:
+        user = {f"user{index}" if index else "user": path for index, path in enumerate(extra)}
+        sets.append(_compile(user, prefilter))
+    return sets
+
+
+def _compile(sources: dict[str, str], prefilter: bool) -> RuleSet:
     try:
-        return yara.compile(filepaths=sources)
+        rules = yara.compile(filepaths=sources)
     except yara.SyntaxError as exc:
         raise UsageError("YARA rules do not compile", why=str(exc),
                          hint="check the file given to --yara") from None
     except yara.Error as exc:
         raise UsageError("cannot load YARA rules", why=str(exc)) from None
+    try:
+        return RuleSet(rules, Prefilter.for_rules(rules) if prefilter else None)
+    except PrefilterError as exc:
+        raise UsageError("YARA rules declare a prefilter that does not compile", why=str(exc),
+                         hint="csi_prefilter is a Hyperscan regular expression") from None
