@@ -13,10 +13,8 @@ is simply not used.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
-import tempfile
 
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 
@@ -34,6 +32,8 @@ def enabled() -> bool:
 
 
 def _key_path(st: os.stat_result) -> str:
+    import hashlib  # loaded only by commands that want a digest
+
     key = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
     return os.path.join(cache_dir(), hashlib.sha256(key.encode()).hexdigest())
 
@@ -52,6 +52,8 @@ def lookup(st: os.stat_result) -> str | None:
 def store(st: os.stat_result, digest: str) -> None:
     if not enabled():
         return
+    import tempfile
+
     path = _key_path(st)
     with contextlib.suppress(OSError):
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)

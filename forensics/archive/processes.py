@@ -225,6 +225,20 @@ class ProcessLoader:
             unique[pid] = entry
         return list(unique.values())
 
+    def live_pids(self) -> list[int]:
+        """The pids :meth:`load_all` would mark ``has_state`` (alive or stopped), read from
+        ``pstree.img`` and ``core-N.img`` alone."""
+        out = []
+        for entry in self.pstree():
+            pid = entry.get("pid", 0)
+            try:
+                core = self.images.first(f"core-{pid}.img", "core", m.CORE)
+            except (ArchiveError, CriuImageError):
+                continue  # state unknown: load() gives task_state 0, not live
+            if core.get("tc", {}).get("task_state", 0) in (1, 3):
+                out.append(pid)
+        return out
+
     def load_all(self) -> list[Process]:
         return [self.load(entry) for entry in self.pstree()]
 

@@ -7,7 +7,6 @@ memory. Nothing is ever extracted to disk.
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 from forensics.archive.model import FileEntry
@@ -43,6 +42,8 @@ def list_nested_tar(
 
 
 def _hash(source: ArchiveSource, window: Member) -> str:
+    import hashlib  # its OpenSSL load (~3 ms) is paid only where files are hashed
+
     digest = hashlib.sha256()
     buf = memoryview(bytearray(HASH_CHUNK))  # reused: bulk reads allocate nothing
     for done in range(0, window.size, HASH_CHUNK):

@@ -12,7 +12,6 @@ decompression otherwise. The archive itself is only ever opened read-only.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import math
 import os
@@ -235,12 +234,12 @@ class ArchiveSource:
                                hint="give the checkpoint archive itself")
         self.size = self._stat.st_size
         self.compression = sniff_compression(head)
-        cached = hashcache.lookup(self._stat) if hash_cache else None
-        if cached is not None:
-            self._sha256, self.sha256_cached = cached, True
+        self._hash_cache = hash_cache
+        # the cache is looked up when the digest will be wanted: memparse never wants it
+        cached = hash_cache and (hash_eagerly or self.compression != "none") and self._cached()
         if self.compression == "none":
             self.tar_path = path
-            if cached is None and hash_eagerly:
+            if not cached and hash_eagerly:
                 self._start_hashing()
         try:
             if self.compression != "none":
@@ -276,6 +275,13 @@ class ArchiveSource:
 
     # ------------------------------------------------------------ hashing
 
+    def _cached(self) -> bool:
+        """Take the digest from csi's hash cache if it has this file's."""
+        cached = hashcache.lookup(self._stat)
+        if cached is not None:
+            self._sha256, self.sha256_cached = cached, True
+        return cached is not None
+
     def _start_hashing(self) -> None:
         self._hash_thread = threading.Thread(target=self._hash_in_background, daemon=True)
         self._hash_thread.start()
@@ -283,13 +289,16 @@ class ArchiveSource:
     def _hash_in_background(self) -> None:
         """The archive's sha256, from mapped pieces of HASH_PIECE bytes, one call each.
 
-        hashlib lets the GIL go while it hashes, but needs it back after every call,
-        and a busy analysis thread may keep it for a whole switch interval (5 ms):
-        few large pieces make few such waits. Beside a busy Python thread, 4 MiB
-        reads hashed 632 MB in 2.3 s, 64 MiB mapped pieces in 0.63 s. Each piece is
-        clipped to the file's current size, so a file cut short meanwhile hashes
-        short (and fails verification) rather than faulting.
+        Mapped, not read: reading copies every byte once more, and copies are slow
+        here (the copy took a quarter of csi analyze's CPU, 0.24 s more for 632 MB).
+        Large pieces: hashlib lets the GIL go while it hashes but needs it back after
+        every call, which a busy analysis thread can delay by a switch interval.
+        Each piece is clipped to the file's size when it is mapped; an archive cut
+        short *while* a piece is hashed kills csi with SIGBUS, as it does ripgrep
+        and git, which map files too. Evidence archives are never written after
+        capture; one rewritten under csi's feet could not be trusted anyway.
         """
+        import hashlib
         import mmap
 
         digest = hashlib.sha256()
@@ -304,7 +313,7 @@ class ArchiveSource:
                         digest.update(view)
                     offset += take
         except (OSError, ValueError) as exc:
-            self._hash_error = OSError(str(exc)) if isinstance(exc, ValueError) else exc
+            self._hash_error = exc if isinstance(exc, OSError) else OSError(str(exc))
             return
         self._sha256 = digest.hexdigest()
         hashcache.store(self._stat, self._sha256)
@@ -312,7 +321,8 @@ class ArchiveSource:
     @property
     def sha256(self) -> str:
         """The sha256 of the archive file exactly as given (compressed bytes included)."""
-        if self._sha256 is None and self._hash_thread is None and self._hash_error is None:
+        if self._sha256 is None and self._hash_thread is None and self._hash_error is None \
+                and not (self._hash_cache and self._cached()):
             self._start_hashing()  # not started at open (hash_eagerly=False): now
         if self._hash_thread is not None:
             self._hash_thread.join()
@@ -323,6 +333,7 @@ class ArchiveSource:
         return self._sha256
 
     def _decompress(self, progress: Progress | None) -> str:
+        import hashlib
         import lzma  # compression modules load only for compressed archives
         import tempfile
         import zlib
@@ -387,8 +398,9 @@ class ArchiveSource:
 
         Searching a mapping costs no copy. It is private and copy-on-write over a
         descriptor opened read-only, so nothing written through it could reach the
-        archive; it is clipped to the member and to the end of the file, so a member
-        cut short by a truncated archive maps short (never a SIGBUS). Map pieces, not
+        archive; it is clipped to the member and to the end of the file as it is now,
+        so a member cut short by a truncated archive maps short (a file cut short
+        while mapped is a SIGBUS: see :meth:`_hash_in_background`). Map pieces, not
         whole members: every page touched counts in the process's RSS until unmapped.
         The view must be released before the block ends.
         """

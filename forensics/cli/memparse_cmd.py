@@ -30,7 +30,7 @@ def memparse(archive: str, pid: int | None, literal: str | None, pattern: str | 
     if literal is not None and pattern is not None:
         raise UsageError("give --search or --search-regex, not both")
     with open_checkpoint(archive, hash_eagerly=False) as ckpt:  # memparse shows no digest
-        live = [p.pid for p in ckpt.processes if p.has_state]
+        live = ckpt.live_pids()
         if pid is not None and pid not in live:
             known = ", ".join(map(str, live)) or "none"
             raise UsageError(f"{archive}: no process with pid {pid} and memory (pids: {known})")

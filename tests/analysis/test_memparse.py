@@ -179,7 +179,9 @@ def test_search_of_an_archive_cut_short_while_open_stops_at_its_end(tmp_path: Pa
     # is still searched
     copy = tmp_path / "copy.tar"
     shutil.copyfile(archive_path(SHOP), copy)
-    with Checkpoint(str(copy)) as ckpt:
+    # (no background hash: a file cut short while a piece of it is mapped and read is
+    # a SIGBUS, see ArchiveSource._hash_in_background)
+    with Checkpoint(str(copy), hash_eagerly=False) as ckpt:
         every = list(memparse.search(ckpt, [17], literal=b"AKIAIOSFODNN7EXAMPLE"))
         pages = ckpt.memory(17)._pages
         assert pages is not None
@@ -187,3 +189,10 @@ def test_search_of_an_archive_cut_short_while_open_stops_at_its_end(tmp_path: Pa
         left = list(memparse.search(ckpt, [17], literal=b"AKIAIOSFODNN7EXAMPLE"))
     assert 0 < len(left) < len(every)
     assert [m.address for m in left] == [m.address for m in every[: len(left)]]
+
+
+def test_live_pids_agree_with_the_process_records(archive: str) -> None:
+    with Checkpoint(archive_path(archive)) as light, Checkpoint(archive_path(archive)) as full:
+        assert light.live_pids() == [p.pid for p in full.processes if p.has_state]
+        assert full.live_pids() == light.live_pids()  # from the loaded records
+        assert "processes" not in light.__dict__  # the light path built no records
