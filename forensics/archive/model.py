@@ -13,6 +13,8 @@ from forensics.archive.criu.messages import TASK_STATES
 
 @dataclass(frozen=True)
 class ArchiveInfo:
+    """The archive file itself: where it is, its digest, its size and compression."""
+
     path: str
     sha256: str
     size: int
@@ -22,6 +24,8 @@ class ArchiveInfo:
 
 @dataclass(frozen=True)
 class CheckpointSize:
+    """Byte counts as checkpointctl reports them."""
+
     total_size: int  # regular files under checkpoint/
     memory_pages_size: int  # pages-*.img
     root_fs_diff_size: int  # rootfs-diff.tar
@@ -29,12 +33,16 @@ class CheckpointSize:
 
 @dataclass(frozen=True)
 class Thread:
+    """A thread of a process: its tid and its name (comm)."""
+
     tid: int
     name: str
 
 
 @dataclass(frozen=True)
 class Credentials:
+    """A task's real and effective user and group ids."""
+
     uid: int
     gid: int
     euid: int
@@ -78,6 +86,8 @@ class Socket:
 
 @dataclass(frozen=True)
 class Process:
+    """A task of the checkpoint, with what CRIU saved of it."""
+
     pid: int
     ppid: int
     pgid: int
@@ -131,6 +141,8 @@ class FileEntry:
 
 @dataclass(frozen=True)
 class Mount:
+    """A mount of the container's spec."""
+
     destination: str
     type: str
     source: str
