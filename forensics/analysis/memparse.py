@@ -72,39 +72,6 @@ def _tree_order(ckpt: Checkpoint) -> list[Process]:
     return out
 
 
-def _windows(memory: ProcessMemory, overlap: int) -> Iterator[tuple[int, memoryview]]:
-    """(vaddr, bytes) windows over present memory; consecutive windows overlap.
-
-    Two buffers: while the caller searches one window, a helper thread reads
-    the next into the other (preadv releases the GIL).
-    """
-    plan = _plan(memory, overlap)
-    buffers = [bytearray(WINDOW + overlap) for _ in range(2)]
-
-    def fill(i: int) -> int:
-        _, offset, take = plan[i]
-        return memory.read_into(offset, memoryview(buffers[i % 2])[:take])
-
-    filled = [0] * len(plan)
-
-    def prefetch(i: int) -> threading.Thread:
-        thread = threading.Thread(target=lambda: filled.__setitem__(i, fill(i)), daemon=True)
-        thread.start()
-        return thread
-
-    pending = prefetch(0) if plan else None
-    for i, (vaddr, _, _) in enumerate(plan):
-        assert pending is not None
-        pending.join()
-        pending = prefetch(i + 1) if i + 1 < len(plan) else None
-        try:
-            yield vaddr, memoryview(buffers[i % 2])[: filled[i]]
-        except GeneratorExit:
-            if pending is not None:
-                pending.join()  # never leave a reader writing into a freed buffer
-            raise
-
-
 def search(
     ckpt: Checkpoint, pids: list[int], *, literal: bytes | None = None,
     pattern: str | None = None, context: int = 0, timeout: float = 30.0,
@@ -138,12 +105,6 @@ def search(
             yield Match(pid, address, data.translate(_PRINTABLE).decode())
             if found >= limit:
                 return
-
-
-def _plan(memory: ProcessMemory, overlap: int) -> list[tuple[int, int, int]]:
-    """(vaddr, pages-file offset, bytes) of each window; windows overlap by ``overlap``."""
-    return [(e.vaddr + done, e.offset + done, min(WINDOW + overlap, e.size - done))
-            for e in memory.extents() for done in range(0, e.size, WINDOW)]
 
 
 def _literal_hits(memory: ProcessMemory, literal: bytes, context: int,
@@ -195,22 +156,27 @@ def _literal_hits(memory: ProcessMemory, literal: bytes, context: int,
 
 def _regex_hits(memory: ProcessMemory, compiled: Any, context: int, deadline: float,
                 pattern: str) -> Iterator[tuple[int, bytes]]:
-    """Regex matches in address order, window by window (bounded in time)."""
+    """Regex matches in address order, window by window (bounded in time). Windows are
+    read, not mapped: the regex engine, not reading, sets the pace here."""
     overlap = 4096 + 2 * context
-    reported: set[int] = set()  # addresses reported in the previous window's overlap
-    for base, window in _windows(memory, overlap):
-        current: set[int] = set()
-        for start, end in _find(window, compiled, deadline, pattern):
-            address = base + start
-            if address in reported:
-                continue  # found again in the overlap with the previous window
-            if start >= WINDOW:
-                current.add(address)
-            yield address, bytes(window[max(0, start - context): min(len(window), end + context)])
-        reported = current
+    for extent in memory.extents():
+        reported: set[int] = set()  # addresses reported in the previous window's overlap
+        for done in range(0, extent.size, WINDOW):
+            base = extent.vaddr + done
+            window = memory.read_at_offset(extent.offset + done,
+                                           min(WINDOW + overlap, extent.size - done))
+            current: set[int] = set()
+            for start, end in _find(window, compiled, deadline, pattern):
+                address = base + start
+                if address in reported:
+                    continue  # found again in the overlap with the previous window
+                if start >= WINDOW:
+                    current.add(address)
+                yield address, window[max(0, start - context): end + context]
+            reported = current
 
 
-def _find(window: memoryview, compiled: Any, deadline: float,
+def _find(window: bytes, compiled: Any, deadline: float,
           pattern: str) -> Iterator[tuple[int, int]]:
     remaining = deadline - time.monotonic()
     if remaining <= 0:

@@ -196,3 +196,23 @@ def test_live_pids_agree_with_the_process_records(archive: str) -> None:
         assert light.live_pids() == [p.pid for p in full.processes if p.has_state]
         assert full.live_pids() == light.live_pids()  # from the loaded records
         assert "processes" not in light.__dict__  # the light path built no records
+
+
+@pytest.mark.parametrize("window", [4096, 5000])
+def test_regex_search_across_small_windows_finds_each_match_once(
+        window: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    import regex
+
+    monkeypatch.setattr(memparse, "WINDOW", window)
+    pattern = rb"AKIA[0-9A-Z]{16}|/bin/[a-z]+"
+    with Checkpoint(archive_path(SHOP)) as ckpt:
+        memory = ckpt.memory(17)
+        want = []
+        for extent in memory.extents():
+            data = memory.read_at_offset(extent.offset, extent.size)
+            want += [(extent.vaddr + m.start(), data[max(0, m.start() - 4): m.end() + 4]
+                      .translate(memparse._PRINTABLE).decode())
+                     for m in regex.finditer(pattern, data)]
+        got = [(m.address, m.match) for m in memparse.search(
+            ckpt, [17], pattern=pattern.decode(), context=4, limit=10**9)]
+    assert got == want and len(want) > 500
