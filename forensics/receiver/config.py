@@ -16,6 +16,7 @@ flag ``--<name-with-dashes>``. Example ``csi.yaml``::
       tls_client_ca: /etc/csi/tls/ca.crt    # mTLS for Falco's http_output
       allow_unauthenticated: false
       journal_sync: normal          # normal (survives kill -9) | full (survives power loss)
+      journal_retention: 30d        # forget alerts and captures that ended longer ago (0: never)
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class ServeConfig:
     home: str | None = None  # the csi home (CSI_HOME); the journal lives under it
     journal: str | None = None  # default: <home>/receiver/journal.sqlite3
     journal_sync: str = "normal"
+    journal_retention: float = 30 * 86400.0  # seconds; 0 keeps everything
     max_body: int = 1024 * 1024
     registry: str | None = None  # where captures push; None: the OCI layout in the home
     registry_backend: str = "native"  # or "buildah"
@@ -89,6 +91,7 @@ _FIELDS = {f.name: f for f in fields(ServeConfig)}
 _BOOLS = {"allow_unauthenticated", "access_log"}
 _INTS = {"max_body", "workers"}
 _FLOATS = {"drain_timeout"}
+_DURATIONS = {"journal_retention"}
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -116,6 +119,10 @@ def _coerce(name: str, value: Any, where: str) -> Any:
             if number < 1 or isinstance(value, bool | float):
                 raise ValueError("not a whole number >= 1")
             return number
+        if name in _DURATIONS:
+            from forensics.receiver.guards import parse_duration
+
+            return parse_duration(value)
         if name in _FLOATS:
             seconds = float(value)
             if seconds < 0:

@@ -32,9 +32,9 @@ from dataclasses import dataclass
 
 from forensics.capture.request import Target
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$")
-_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}
+_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 _PER = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600,
         "hour": 3600}
 _PRUNE_EVERY = 4096
@@ -52,7 +52,7 @@ class GuardConfig:
 
 
 def parse_duration(value: object) -> float:
-    """``300``, ``"300s"``, ``"5m"``, ``"1h"``, ``"250ms"`` → seconds."""
+    """``300``, ``"300s"``, ``"5m"``, ``"1h"``, ``"30d"``, ``"250ms"`` → seconds."""
     if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
         return float(value)
     match = _DURATION.match(value) if isinstance(value, str) else None

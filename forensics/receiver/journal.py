@@ -14,7 +14,10 @@ counted in ``repeats``; ``state`` goes ``received`` → ``settled`` with the
 outcome), ``captures`` (at most one per alert; ``queued`` → ``running`` →
 ``done`` | ``failed``), ``rejections`` (bodies refused with 4xx, the last
 10,000) and ``schema_migrations``. On start-up the receiver settles the alerts
-still ``received`` and requeues the ``queued``/``running`` captures.
+still ``received`` and requeues the ``queued``/``running`` captures. What ended
+longer ago than ``journal_retention`` (30 days by default) is pruned at start-up
+and every hour (:meth:`Journal.prune`); the reports themselves live on in the
+report store.
 """
 
 from __future__ import annotations
@@ -300,6 +303,18 @@ class Journal:
             if self._rejections % 1000 == 0:
                 self._db.execute("DELETE FROM rejections WHERE seq <= (SELECT MAX(seq) FROM "
                                  "rejections) - ?", (KEEP_REJECTIONS,))
+
+    def prune(self, before: float) -> tuple[int, int]:
+        """Forget what ended before ``before``: finished captures, then settled alerts
+        no capture refers to. Returns (alerts, captures) deleted. Alerts still to
+        settle and captures queued or running are never touched."""
+        with self._tx() as db:
+            captures = db.execute("DELETE FROM captures WHERE state IN ('done', 'failed') "
+                                  "AND finished < ?", (before,)).rowcount
+            alerts = db.execute("DELETE FROM alerts WHERE state = 'settled' AND last_seen < ? "
+                                "AND id NOT IN (SELECT alert_id FROM captures)",
+                                (before,)).rowcount
+        return alerts, captures
 
     def writable(self) -> str | None:
         """None if a write transaction can be taken now, else why not."""

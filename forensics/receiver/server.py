@@ -84,7 +84,8 @@ def build_service(config: ServeConfig, policy: Policy | None = None, *,
     reports_root = config.home_path() / "reports"  # where the pipeline's report store writes
     extra = {"clock": clock} if clock is not None else {}
     receiver = Receiver(policy, journal, Metrics(), backend=cast(Backend, config.backend),
-                        registry=config.registry, reports_root=reports_root, **extra)
+                        registry=config.registry, reports_root=reports_root,
+                        retention=config.journal_retention, **extra)
     workers = config.workers or policy.guards.max_cluster
     if run_capture is None and config.run_capture == DEFAULT_RUN_CAPTURE:
         run_capture = argo_for(config) if config.executor == "argo" else pipeline_for(config)

@@ -36,6 +36,7 @@ from forensics.receiver.targets import target_dict
 from forensics.receiver.writer import JournalWriter
 
 BATCH = 512
+PRUNE_INTERVAL = 3600.0  # seconds between journal prunes
 log = logging.getLogger("csi.receiver")
 
 
@@ -58,9 +59,10 @@ def rfc3339(moment: float | None) -> str | None:
 class Receiver:
     def __init__(self, policy: Policy, journal: Journal, metrics: Metrics, *,
                  backend: Backend = "kubernetes", registry: str | None = None,
-                 reports_root: Path | None = None,
+                 reports_root: Path | None = None, retention: float = 0.0,
                  clock: Callable[[], float] = time.time) -> None:
         self.policy, self.journal, self.metrics = policy, journal, metrics
+        self.retention = retention  # seconds; 0: the journal keeps everything
         self.backend, self.registry, self.reports_root = backend, registry, reports_root
         self.clock = clock
         self.guards = Guards(policy.guards, clock)
@@ -69,6 +71,7 @@ class Receiver:
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writer: JournalWriter | None = None
+        self._pruner: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ accepting
 
@@ -124,7 +127,7 @@ class Receiver:
         """Rebuild the guard rails, requeue unfinished captures, settle pending alerts."""
         self._loop = asyncio.get_running_loop()
         self._queue = asyncio.Queue()
-        horizon = self.clock() - max(self.policy.guards.dedup_window, self.policy.guards.cooldown)
+        horizon = self.clock() - self.horizon()
         for rule, target, created, in_flight in self.journal.recent_captures(horizon):
             self.guards.restore(rule, target, created, in_flight)
         requeued = self.journal.requeue_unfinished()
@@ -138,6 +141,32 @@ class Receiver:
                      len(requeued), len(pending))
         self._writer = JournalWriter(self.journal, self._loop)
         self._task = asyncio.create_task(self._run(), name="csi-settle")
+        if self.retention:
+            self._pruner = asyncio.create_task(self._prune_every(PRUNE_INTERVAL),
+                                               name="csi-prune")
+
+    def horizon(self) -> float:
+        """How far back the guard rails look (dedup window, cooldown)."""
+        return max(self.policy.guards.dedup_window, self.policy.guards.cooldown)
+
+    def prune(self) -> tuple[int, int]:
+        """Forget alerts and captures that ended ``retention`` ago (never inside the
+        guard rails' horizon, which start() rebuilds from the journal)."""
+        before = self.clock() - max(self.retention, self.horizon())
+        alerts, captures = self.journal.prune(before)
+        if alerts or captures:
+            log.info("journal: pruned %d alert(s) and %d capture(s) older than %s",
+                     alerts, captures, rfc3339(before))
+        return alerts, captures
+
+    async def _prune_every(self, interval: float) -> None:
+        assert self._writer is not None
+        while True:  # at start-up, then every interval; a failure waits for the next round
+            try:
+                await self._writer.call(self.prune)
+            except Exception as exc:
+                log.error("journal: cannot prune: %s", exc)
+            await asyncio.sleep(interval)
 
     async def _run(self) -> None:
         assert self._queue is not None and self._writer is not None
@@ -235,10 +264,11 @@ class Receiver:
                     self.settle(rest)
                 except Exception:
                     log.exception("cannot settle %d alert(s) at shutdown", len(rest))
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._pruner):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._writer is not None:
             await asyncio.to_thread(self._writer.stop)
             self._writer = None

@@ -16,6 +16,13 @@ def test_defaults() -> None:
     assert (config.host, config.port) == ("127.0.0.1", 2802)
     assert config.executor == "local" and config.backend == "kubernetes"
     assert config.journal_sync == "normal"
+    assert config.journal_retention == 30 * 86400
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("7d", 7 * 86400), ("12h", 43200), ("0", 0)])
+def test_journal_retention_is_a_duration(text: str, seconds: float) -> None:
+    assert load_serve_config(None, {}, {"CSI_JOURNAL_RETENTION": text}).journal_retention \
+        == seconds
 
 
 def test_precedence(tmp_path: Path) -> None:
@@ -54,6 +61,7 @@ def test_listen_addresses(text: str, host: str, port: int) -> None:
     ({}, {}, "serve: [1]\n", "expected a mapping with a 'serve' section"),
     ({}, {}, "serve: {listen: [\n", "not valid YAML"),
     ({}, {}, "serve:\n  max_body: 1.5\n", "not valid for max_body"),
+    ({}, {"CSI_JOURNAL_RETENTION": "soon"}, None, "not valid for journal_retention"),
 ])
 def test_bad_settings_are_one_line_errors(tmp_path: Path, flags: dict[str, object],
                                           env: dict[str, str], file: str | None,

@@ -12,7 +12,7 @@ from forensics.receiver import journal as journal_module
 from forensics.receiver.falco import decode_alert
 from forensics.receiver.journal import Journal, JournalError, Settlement
 from forensics.receiver.policy import load_policy
-from tests.receiver.conftest import HOST, PAYMENTS, SHOP, alert_bytes
+from tests.receiver.conftest import HOST, PAYMENTS, SHOP, UNKNOWN_POD, alert_bytes
 
 
 @pytest.fixture
@@ -131,3 +131,49 @@ def test_rejections_are_kept_and_pruned(journal: Journal,
         journal.record_rejection(400, f"bad {i}", "127.0.0.1", b"{", float(i))
     rows = journal._select("SELECT COUNT(*) AS n, MAX(reason) AS last FROM rejections", ())
     assert rows[0]["n"] == 500 and journal.writable() is None
+
+
+def test_prune_forgets_only_what_ended_before_the_cutoff(journal: Journal) -> None:
+    # shop: captured, done at 20; payments: captured, still running; host: settled, no
+    # capture; unknown pod: journaled at 5 and never settled
+    shop_id, _ = accept(journal, SHOP, 5.0)
+    pay_id, _ = accept(journal, PAYMENTS, 5.0)
+    host_id, _ = accept(journal, HOST, 5.0)
+    stray_id, _ = accept(journal, UNKNOWN_POD, 5.0)
+    shop, pay = request_for(SHOP), request_for(PAYMENTS)
+    journal.settle([Settlement(shop_id, "capture", "ok", shop, rule="r"),
+                    Settlement(pay_id, "capture", "ok", pay, rule="r"),
+                    Settlement(host_id, "host", "host process")], 10.0)
+    for request in (shop, pay):
+        journal.mark_running(request.id, 11.0)
+    journal.finish(shop.id, CaptureResult(request_id=shop.id, image_ref="img"), "", 20.0)
+
+    assert journal.prune(before=5.0) == (0, 0)  # nothing ended before 5
+    assert journal.prune(before=15.0) == (1, 0)  # the host alert; the shop capture ended at 20
+    assert journal.alert(host_id) is None
+    assert journal.prune(before=1e9) == (1, 1)  # the shop capture, then its alert
+    assert journal.alert(shop_id) is None and journal.capture(shop.id) is None
+    # the running capture, its alert and the unsettled alert are never pruned
+    assert journal.capture(pay.id) is not None and journal.alert(pay_id) is not None
+    assert [p.alert.id for p in journal.pending()] == [stray_id]
+    # a pruned alert seen again is news: journaled afresh, not a duplicate
+    assert accept(journal, SHOP, 2e9) == (shop_id, False)
+
+
+@pytest.mark.parametrize(("retention", "kept_until"), [(3600.0, 3605.0), (60.0, 905.0)])
+def test_the_receiver_prunes_after_its_retention_never_inside_the_guard_horizon(
+        journal: Journal, retention: float, kept_until: float) -> None:
+    # the default policy's cooldown is 15 min: a shorter retention still keeps what the
+    # guard rails are rebuilt from at start-up
+    from forensics.receiver.metrics import Metrics
+    from forensics.receiver.service import Receiver
+
+    host_id, _ = accept(journal, HOST, 5.0)
+    journal.settle([Settlement(host_id, "host", "host process")], 5.0)
+    now = [kept_until]
+    receiver = Receiver(load_policy(), journal, Metrics(), retention=retention,
+                        clock=lambda: now[0])
+    assert receiver.horizon() == 900.0
+    assert receiver.prune() == (0, 0) and journal.alert(host_id) is not None
+    now[0] = kept_until + 0.5
+    assert receiver.prune() == (1, 0) and journal.alert(host_id) is None
