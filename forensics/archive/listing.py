@@ -13,7 +13,7 @@ import re
 import tarfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any, cast
 
 from forensics.archive.metadata import (
     annotations_of,
@@ -21,10 +21,16 @@ from forensics.archive.metadata import (
     kubernetes_identity,
     parse_json_object,
 )
-from forensics.archive.source import normalise_member_name, open_stream
+from forensics.archive.source import (
+    normalise_member_name,
+    open_stream,
+    sniff_compression,
+    zstd_incomplete,
+)
 
 DEFAULT_DIR = "/var/lib/kubelet/checkpoints"
 _WANTED = ("config.dump", "spec.dump")
+MAX_READ = 160 << 20  # bytes of tar read at most to find them
 _KUBELET_NAME = re.compile(
     r"^checkpoint-(?P<rest>.+)-(?P<time>\d{4}-\d\d-\d\dT[0-9:.]+(Z|[+-]\d\d:\d\d))\.tar"
 )
@@ -46,7 +52,8 @@ class ListedCheckpoint:
 def read_metadata(path: str) -> dict[str, dict[str, Any]]:
     """config.dump and spec.dump of an archive, read by streaming; missing ones are absent."""
     found: dict[str, dict[str, Any]] = {}
-    with open_stream(path) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+    with open_stream(path) as stream, \
+            tarfile.open(fileobj=cast(IO[bytes], _Capped(stream)), mode="r|") as tar:
         for info in tar:
             name = normalise_member_name(info.name)
             if name in _WANTED and info.isfile() and info.size <= 64 << 20:
@@ -56,6 +63,26 @@ def read_metadata(path: str) -> dict[str, dict[str, Any]]:
             if len(found) == len(_WANTED) or (name or "").startswith("checkpoint/"):
                 break
     return found
+
+
+class _Capped:
+    """A stream that refuses to be read past MAX_READ bytes.
+
+    Both metadata files come first and are at most 64 MiB each; a forged pax or
+    GNU long-name header claiming gigabytes would otherwise be read into memory
+    whole by tarfile's streaming mode.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream, self._done = stream, 0
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0 or self._done + size > MAX_READ:
+            raise tarfile.ReadError(f"no config.dump and spec.dump in the first "
+                                    f"{MAX_READ >> 20} MiB (a forged tar header?)")
+        data: bytes = self._stream.read(size)
+        self._done += len(data)
+        return data
 
 
 def describe(path: str) -> ListedCheckpoint:
@@ -80,6 +107,18 @@ def describe(path: str) -> ListedCheckpoint:
     )
 
 
+def _zstd_cut(path: str) -> str | None:
+    """Why a zstd archive is cut short; None if it is whole or not zstd (a cut gzip or
+    plain tar is only found by reading all of it, which ``csi list`` does not do)."""
+    try:
+        with open(path, "rb") as f:
+            if sniff_compression(f.read(8)) != "zstd":
+                return None
+        return zstd_incomplete(path)
+    except OSError:
+        return None  # describe() says why the file cannot be read
+
+
 def _mtime(path: str) -> str:
     moment = datetime.fromtimestamp(os.stat(path).st_mtime, UTC).replace(microsecond=0)
     return moment.isoformat().replace("+00:00", "Z")
@@ -99,10 +138,16 @@ def scan(folders: list[str]) -> tuple[list[ListedCheckpoint], list[str]]:
             path = os.path.join(folder, name)
             if not os.path.isfile(path):
                 continue
+            cut = _zstd_cut(path)  # cheap: frame and block headers only
             try:
                 found.append(describe(path))
             except (OSError, ValueError, tarfile.TarError, EOFError) as exc:
                 if name.startswith("checkpoint-") or name.endswith((".tar", ".tar.zst", ".tar.gz")):
-                    warnings.append(f"{path}: not a readable checkpoint archive ({exc})")
+                    why = f"corrupt zstd data: {cut}" if cut else str(exc)
+                    warnings.append(f"{path}: not a readable checkpoint archive ({why})")
+                continue
+            if cut:
+                warnings.append(f"{path}: cut short (corrupt zstd data: {cut}); its metadata "
+                                "is listed, but its contents are incomplete")
     found.sort(key=lambda c: c.checkpointed, reverse=True)
     return found, warnings

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tarfile
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,41 @@ def test_list_reads_only_metadata(tmp_path: Path, capsys: pytest.CaptureFixture[
     )
     code, out, err = run(capsys, "list", str(tmp_path))
     assert code == 0 and "payments-api-5b8f7c9d8-qq7lm" in out
+
+
+def test_list_names_a_cut_zstd_archive(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import zstandard
+
+    # several 128 KiB blocks, so that the first ones (config.dump, spec.dump) decode whole
+    whole = zstandard.ZstdCompressor(level=3).compress(Path(archive_path(SHOP)).read_bytes())
+    (tmp_path / "head.tar.zst").write_bytes(whole[:300])  # cut inside the first block
+    (tmp_path / "half.tar.zst").write_bytes(whole[: len(whole) // 2])  # metadata intact
+    code, out, err = run(capsys, "list", "--format", "json", str(tmp_path))
+    assert code == 0
+    assert [r["file"] for r in json.loads(out)] == ["half.tar.zst"]
+    lines = err.splitlines()
+    assert lines[0] == (f"csi: warning: {tmp_path}/half.tar.zst: cut short (corrupt zstd data: "
+                        "the file ends inside a frame, before its last block (byte "
+                        f"{len(whole) // 2})); its metadata is listed, but its contents are "
+                        "incomplete")
+    assert lines[1] == (f"csi: warning: {tmp_path}/head.tar.zst: not a readable checkpoint "
+                        "archive (corrupt zstd data: the file ends inside a frame, before its "
+                        "last block (byte 300))")
+
+
+def test_list_stops_at_a_forged_giant_tar_header(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    # a pax header claiming 300 MiB, then 300 MiB (sparse): never read into memory whole
+    forged = tmp_path / "checkpoint-forged.tar"
+    info = tarfile.TarInfo("././@PaxHeader")
+    info.type, info.size = tarfile.XHDTYPE, 300 << 20
+    with open(forged, "wb") as f:
+        f.write(info.tobuf(tarfile.USTAR_FORMAT))
+        f.truncate(tarfile.BLOCKSIZE + (300 << 20) + 2 * tarfile.BLOCKSIZE)
+    code, _out, err = run(capsys, "list", str(tmp_path))
+    assert code == 0
+    assert (f"csi: warning: {forged}: not a readable checkpoint archive (no config.dump and "
+            "spec.dump in the first 160 MiB (a forged tar header?))") in err.splitlines()
 
 
 def test_list_missing_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
