@@ -103,7 +103,14 @@ def rfc3339_seconds(value: Any) -> str:
 
 
 def container_info(config: dict[str, Any], annotations: dict[str, str]) -> ContainerInfo:
-    engine = ENGINE_BY_MANAGER.get(annotations.get("io.container.manager", ""), "containerd")
+    """Engine, name and times. The engine is spec.dump's ``io.container.manager``; without
+    it (containerd writes none, and a spec.dump may be unreadable), config.dump's shape
+    decides: only libpod's own config has a ``lockID``. checkpointctl says containerd
+    whenever the annotation is missing, which misnames damaged Podman archives."""
+    manager = annotations.get("io.container.manager")
+    if manager is None and "lockID" in config:
+        manager = "libpod"
+    engine = ENGINE_BY_MANAGER.get(manager or "", "containerd")
     if engine == "Podman":
         name = str(config.get("name") or "")
         created = rfc3339_seconds(config.get("createdTime"))

@@ -91,3 +91,14 @@ def test_podman(archive: str, known: bool) -> None:
     with Checkpoint(archive_path(archive)) as ckpt:
         assert ckpt.container.engine == "Podman"
         assert ckpt.kubernetes.known is known
+
+
+def test_podman_with_an_unreadable_spec_dump_is_still_podman(tmp_path: Path) -> None:
+    # config.dump is libpod's own (it has a lockID): the engine does not fall back to
+    # containerd, checkpointctl's answer when spec.dump's annotations are missing
+    target = tmp_path / "variant.tar"
+    rebuild_tar(archive_path(LISTENER), str(target), replace={"spec.dump": b"{not json"})
+    with Checkpoint(str(target)) as ckpt:
+        assert ckpt.container.engine == "Podman"
+        assert ckpt.container.name == "victim2"  # from config.dump, as for Podman
+        assert any("spec.dump: not valid JSON" in w for w in ckpt.warnings)
