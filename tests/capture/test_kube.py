@@ -19,7 +19,8 @@ from forensics.capture.errors import (
     RbacDenied,
     Unauthorized,
 )
-from forensics.capture.kube import PodTarget, connect, pod_target
+from forensics.capture.kube import connect
+from forensics.capture.pods import PodTarget, pod_target
 from forensics.errors import UsageError
 from tests.doubles.cluster import Container, Pod
 from tests.doubles.fixtures import Stack, kubeconfig_text, running_stack

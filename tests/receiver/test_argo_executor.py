@@ -14,7 +14,8 @@ import requests
 from forensics.capture import argo
 from forensics.capture.argo import ArgoSettings
 from forensics.receiver.config import ServeConfig
-from tests.doubles.argo_server import Account, ArgoServerDouble, failing_script
+from tests.doubles.argo_play import failing_script
+from tests.doubles.argo_server import Account, ArgoServerDouble
 from tests.doubles.server import BackgroundServer
 from tests.receiver.conftest import SHOP, ServerThread, alert_bytes, auth_headers, wait_until
 from workflows import capture

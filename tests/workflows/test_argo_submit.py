@@ -14,11 +14,10 @@ from forensics.capture import argo
 from forensics.capture.argo import ArgoServerError, ArgoSettings, ArgoUnreachable
 from forensics.capture.request import CaptureRequest, Target, Trigger
 from forensics.cli.main import main
+from tests.doubles.argo_play import failing_script, succeeding_script
 from tests.doubles.argo_server import (
     Account,
     ArgoServerDouble,
-    failing_script,
-    succeeding_script,
 )
 from tests.doubles.server import BackgroundServer
 from workflows import capture
