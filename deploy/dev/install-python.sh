@@ -31,7 +31,12 @@ fi
 echo "python: installing csi and its dependencies into $venv"
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 # compat mode: a plain .pth entry instead of an import hook (15 ms off every start-up)
-"$venv/bin/python" -m pip install --quiet -e "$here[dev]" --config-settings editable_mode=compat
+if ! "$venv/bin/python" -m pip install --quiet -e "$here[dev]" \
+        --config-settings editable_mode=compat; then
+    # setuptools announces the end of compat mode: then the default mode (an import hook)
+    echo "python: compat editable install failed; installing in the default mode"
+    "$venv/bin/python" -m pip install --quiet -e "$here[dev]"
+fi
 # pip compiles the bytecode of what it installs, but not of an editable project:
 # do it here, so that no run pays for compiling (PYTHONDONTWRITEBYTECODE=1, common
 # in CI, would otherwise make every run compile csi afresh).
