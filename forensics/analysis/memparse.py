@@ -18,13 +18,15 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from forensics.analysis.bytesearch import find_all
 from forensics.archive.checkpoint import Checkpoint
 from forensics.archive.memory import ProcessMemory, Run
-from forensics.archive.model import Process
 from forensics.errors import UsageError
+
+if TYPE_CHECKING:
+    from forensics.archive.model import Process
 
 WINDOW = 4 << 20  # regex and hexdump windows: small windows stay in the CPU caches
 PIECE = 16 << 20  # literal search: the share of a mapped pages file one thread takes at a time

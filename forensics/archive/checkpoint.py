@@ -10,33 +10,29 @@ from __future__ import annotations
 
 import re
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from forensics.archive.criu import messages as m
 from forensics.archive.criu.image import decode_first, entries
 from forensics.archive.criu.wire import WireError, decode
 from forensics.archive.memory import ProcessMemory
-from forensics.archive.metadata import (
-    ContainerInfo,
-    KubernetesIdentity,
-    annotations_of,
-    container_info,
-    kubernetes_identity,
-    parse_json_object,
-)
-from forensics.archive.model import (
-    ArchiveInfo,
-    CheckpointSize,
-    DumpStats,
-    FileEntry,
-    Mount,
-    Process,
-    TcpQueue,
-)
 from forensics.archive.processes import CKPT, ImageReader, ProcessLoader
-from forensics.archive.rootfs import list_nested_tar, parse_deleted_files
 from forensics.archive.source import ArchiveSource, Member, Progress
 from forensics.errors import ArchiveError, CriuImageError
+
+# The records (model), the metadata and the rootfs readers are imported where they
+# are used: csi memparse, which needs none of them, starts ~10 ms sooner.
+if TYPE_CHECKING:
+    from forensics.archive.metadata import ContainerInfo, KubernetesIdentity
+    from forensics.archive.model import (
+        ArchiveInfo,
+        CheckpointSize,
+        DumpStats,
+        FileEntry,
+        Mount,
+        Process,
+        TcpQueue,
+    )
 
 _TCP_STREAM = re.compile(r"^checkpoint/tcp-stream-([0-9a-f]+)\.img$")
 MAX_QUEUE_BYTES = 4 << 20
@@ -100,6 +96,8 @@ class Checkpoint:
             self._warnings.append(f"{self.path}: {name}: missing")
             return {}
         try:
+            from forensics.archive.metadata import parse_json_object
+
             return parse_json_object(self.source.read(name))
         except (ValueError, ArchiveError) as exc:
             self._warnings.append(f"{self.path}: {name}: {exc}")
@@ -115,24 +113,34 @@ class Checkpoint:
 
     @cached_property
     def annotations(self) -> dict[str, str]:
+        from forensics.archive.metadata import annotations_of
+
         return annotations_of(self.spec)
 
     @cached_property
     def container(self) -> ContainerInfo:
+        from forensics.archive.metadata import container_info
+
         return container_info(self.config, self.annotations)
 
     @cached_property
     def kubernetes(self) -> KubernetesIdentity:
+        from forensics.archive.metadata import kubernetes_identity
+
         return kubernetes_identity(self.annotations)
 
     @cached_property
     def archive(self) -> ArchiveInfo:
+        from forensics.archive.model import ArchiveInfo
+
         s = self.source
         return ArchiveInfo(path=s.path, sha256=s.sha256, size=s.size, compression=s.compression,
                            sha256_cached=s.sha256_cached)
 
     @cached_property
     def sizes(self) -> CheckpointSize:
+        from forensics.archive.model import CheckpointSize
+
         total = pages = 0
         for member in self.source.members.values():
             if member.kind != "file" or not member.name.startswith(CKPT):
@@ -145,6 +153,8 @@ class Checkpoint:
 
     @cached_property
     def mounts(self) -> list[Mount]:
+        from forensics.archive.model import Mount
+
         raw = self.spec.get("mounts")
         if not isinstance(raw, list):
             return []
@@ -155,6 +165,8 @@ class Checkpoint:
 
     @cached_property
     def stats(self) -> DumpStats | None:
+        from forensics.archive.model import DumpStats
+
         if not self.source.has("stats-dump"):
             return None
         try:
@@ -216,6 +228,8 @@ class Checkpoint:
 
     def _tcp_queue(self, name: str, ino: int) -> TcpQueue | None:
         """The entry is followed by inq_len bytes of receive queue, then the send queue."""
+        from forensics.archive.model import TcpQueue
+
         label = f"{self.path}: {name}"
         try:
             data = self.source.read(name)
@@ -241,6 +255,8 @@ class Checkpoint:
     # ------------------------------------------------------------ file system
 
     def _nested(self, member: str, prefix: str) -> list[FileEntry]:
+        from forensics.archive.rootfs import list_nested_tar
+
         if not self.source.has(member):
             return []
         try:
@@ -267,6 +283,8 @@ class Checkpoint:
 
     @cached_property
     def deleted_files(self) -> list[str]:
+        from forensics.archive.rootfs import parse_deleted_files
+
         if not self.source.has("deleted.files"):
             return []
         try:

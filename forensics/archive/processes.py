@@ -13,15 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from forensics.archive.criu import messages as m
 from forensics.archive.criu.image import decode_entries, decode_first, decode_prefix
 from forensics.archive.criu.wire import Message
 from forensics.archive.memory import ProcessMemory, parse_pagemap
-from forensics.archive.model import Credentials, OpenFile, Process, Socket, Thread
 from forensics.archive.source import ArchiveSource
 from forensics.errors import ArchiveError, CriuImageError
+
+if TYPE_CHECKING:  # the records are imported where they are built: memparse builds none
+    from forensics.archive.model import OpenFile, Process, Socket, Thread
 
 CKPT = "checkpoint/"
 MAP_SHARED = 0x01
@@ -165,6 +167,8 @@ def describe_file(entry: dict[str, Any]) -> str:
 
 
 def make_socket(fd: int, entry: dict[str, Any]) -> Socket | None:
+    from forensics.archive.model import Socket
+
     if "isk" in entry:
         isk = entry["isk"]
         family = isk.get("family", 0)
@@ -243,6 +247,8 @@ class ProcessLoader:
         return [self.load(entry) for entry in self.pstree()]
 
     def load(self, tree: dict[str, Any]) -> Process:
+        from forensics.archive.model import Credentials, Process
+
         pid = tree.get("pid", 0)
         errors: list[str] = []
         info: dict[str, Any] = {
@@ -311,6 +317,8 @@ class ProcessLoader:
         return self._memory[pid]
 
     def _thread(self, tid: int, pid: int, comm: str, errors: list[str]) -> Thread:
+        from forensics.archive.model import Thread
+
         if tid == pid:
             return Thread(tid, comm)
         core = self._step(errors, lambda: self.images.first(f"core-{tid}.img", "core", m.CORE))
@@ -318,6 +326,8 @@ class ProcessLoader:
         return Thread(tid, name)
 
     def _files(self, pid: int, ids: dict[str, Any]) -> tuple[OpenFile, ...]:
+        from forensics.archive.model import OpenFile
+
         per_id = self.images.inventory.get("fdinfo_per_id", False)
         key = ids.get("files_id", pid) if per_id else pid
         out = []

@@ -7,10 +7,12 @@ memory. Nothing is ever extracted to disk.
 
 from __future__ import annotations
 
-import json
+from typing import TYPE_CHECKING
 
-from forensics.archive.model import FileEntry
 from forensics.archive.source import ArchiveSource, Member, index_tar
+
+if TYPE_CHECKING:
+    from forensics.archive.model import FileEntry
 
 HASH_CHUNK = 1 << 20
 
@@ -23,6 +25,8 @@ def list_nested_tar(
     Returns the entries, where each regular file's bytes are in the archive
     (as members of the outer tar, for reading in place), and warnings.
     """
+    from forensics.archive.model import FileEntry
+
     outer = source.members[member_name]
     label = f"{source.path}: {member_name}"
     with source.open_member(member_name) as f:
@@ -56,6 +60,8 @@ def _hash(source: ArchiveSource, window: Member) -> str:
 
 def parse_deleted_files(data: bytes) -> list[str]:
     """``deleted.files`` is a JSON list of the paths removed from the image's rootfs."""
+    import json
+
     value = json.loads(data)
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ValueError("expected a JSON list of paths")

@@ -1,13 +1,14 @@
-"""Output helpers shared by the CLI commands: consoles, warnings, JSON, opening archives."""
+"""Output helpers shared by the CLI commands: consoles, warnings, JSON, opening archives.
+
+Free of click (and of json at import): ``csi memparse`` runs without either.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import json
+import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
-
-import click
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -35,8 +36,6 @@ def stderr() -> Console:
 def open_checkpoint(path: str, *, hash_cache: bool = True,
                     hash_eagerly: bool = True) -> Iterator[Checkpoint]:
     """Open an archive, with a progress bar on a terminal while decompressing."""
-    import sys
-
     from forensics.archive.checkpoint import Checkpoint
 
     if not sys.stderr.isatty():
@@ -66,11 +65,14 @@ def open_checkpoint(path: str, *, hash_cache: bool = True,
 
 def warn(warnings: list[str]) -> None:
     for warning in warnings:
-        click.echo(f"csi: warning: {warning}", err=True)
+        sys.stderr.write(f"csi: warning: {warning}\n")
+    sys.stderr.flush()
 
 
 def dump_json(value: Any) -> None:
+    import json  # not at the top: memparse, which never writes JSON, must start fast
+
     text = json.dumps(value, indent=2, ensure_ascii=False)
     # A lone surrogate (from a forged "\udcff" in config.dump, say) cannot be encoded;
     # written as the same JSON escape it stays valid JSON, valid UTF-8.
-    click.echo(text.encode("utf-8", "backslashreplace").decode("utf-8"))
+    sys.stdout.write(text.encode("utf-8", "backslashreplace").decode("utf-8") + "\n")

@@ -2,24 +2,26 @@
 
 A thin layer: parse options, make one library call, render. Every
 :class:`~forensics.errors.CsiError` becomes one line on stderr and its exit
-status here, in :func:`main`, and nowhere else.
+status in :func:`~forensics.cli.guard.guarded`, and nowhere else. The console
+scripts start in :mod:`forensics.cli.entry`, which runs the fast commands
+(``memparse``) without click.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
-import sys
 
 import click
 
 from forensics import __version__
-from forensics.errors import CsiError
+from forensics.cli.entry import FAST, fast_command
+from forensics.cli.guard import guarded
 
 COMMANDS = {  # command -> "module:object" in forensics.cli, imported only when it runs
+    # (and the FAST commands of entry.py: memparse)
     "show": "archive_cmds:show", "inspect": "archive_cmds:inspect",
     "list": "archive_cmds:list_cmd", "diff": "archive_cmds:diff",
-    "analyze": "analysis_cmds:analyze", "memparse": "memparse_cmd:memparse",
+    "analyze": "analysis_cmds:analyze",
     "capture": "capture_cmds:capture", "gc": "capture_cmds:gc",
     "report": "report_cmds:report",
     "push": "registry_cmds:push", "pull": "registry_cmds:pull",
@@ -33,9 +35,11 @@ class LazyGroup(click.Group):
     the receiver's, the registry's and the report store's imports (~20 ms)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
+        return sorted([*COMMANDS, *FAST])
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in FAST:
+            return _forwarding(cmd_name)
         target = COMMANDS.get(cmd_name)
         if target is None:
             return None
@@ -55,48 +59,37 @@ def cli() -> None:
     """
 
 
+def _forwarding(name: str) -> click.Command:
+    """A fast command as seen by the group: its arguments go to it untouched."""
+    module = fast_command(name)
+
+    def forward(args: tuple[str, ...]) -> int:
+        return int(module.main(list(args)))
+
+    return click.Command(
+        name, callback=forward, help=module.DESCRIPTION, add_help_option=False,
+        params=[click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)],
+        context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the CLI, turning csi errors into one line and an exit status."""
-    try:
-        cli.main(args=argv, prog_name="csi", standalone_mode=False)
-    except CsiError as exc:
-        click.echo(f"csi: error: {exc}", err=True)
-        return exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("csi: aborted", err=True)
-        return 130
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except BrokenPipeError:
-        sys.stderr.close()  # `csi inspect … | head` is fine
-        return 0
-    except KeyboardInterrupt:
-        click.echo("csi: interrupted", err=True)
-        return 130
-    except Exception as exc:  # a bug in csi: still one line, the traceback only on request
-        if os.environ.get("CSI_DEBUG"):
-            raise
-        click.echo(f"csi: internal error: {type(exc).__name__}: {exc} (this is a bug in csi; "
-                   "run again with CSI_DEBUG=1 for the traceback and report it)", err=True)
-        return 70
-    return 0
+    """Run the CLI: the command's exit status; csi errors as one line (see guarded)."""
+
+    def invoke() -> int:
+        try:
+            code = cli.main(args=argv, prog_name="csi", standalone_mode=False)
+        except click.exceptions.Abort:
+            click.echo("csi: aborted", err=True)
+            return 130
+        except click.ClickException as exc:
+            exc.show()
+            return exc.exit_code
+        return code if isinstance(code, int) else 0
+
+    return guarded(invoke)
 
 
-def run() -> None:
-    """The console scripts' entry point: :func:`main`, then exit.
+if __name__ == "__main__":  # pragma: no cover - `python -m forensics.cli.main ...`
+    from forensics.cli.entry import run
 
-    Before exiting, every object is moved out of the garbage collector's sight
-    (``gc.freeze``): the interpreter's final collection then has nothing to walk,
-    which takes ~7 ms off every command. Files and temporary directories are
-    closed by the commands themselves, never left to the collector.
-    """
-    code = main()
-    import gc
-
-    gc.freeze()
-    sys.exit(code)
-
-
-if __name__ == "__main__":  # pragma: no cover
     run()

@@ -1,34 +1,65 @@
-"""``csi memparse``: checkpointctl's memparse (sizes, hexdump, search), right on CRIU 4.2."""
+"""``csi memparse``: checkpointctl's memparse (sizes, hexdump, search), right on CRIU 4.2.
+
+A FAST command (see :mod:`forensics.cli.entry`): parsed with argparse and run
+without click, so that a search of a process's memory starts in ~50 ms.
+"""
 
 from __future__ import annotations
 
+import argparse
 import sys
+from typing import NoReturn
 
-import click
+from forensics.cli.guard import guarded
+from forensics.errors import UsageError
+
+DESCRIPTION = ("Process memory: sizes; a hexdump of one process (--pid); or a search (all "
+               "processes unless --pid).")
 
 
-@click.command()
-@click.argument("archive", type=click.Path())  # checked when opened: one csi error line
-@click.option("-p", "--pid", type=int, default=None, help="The process to dump or search.")
-@click.option("-s", "--search", "literal", default=None, help="Search for this string.")
-@click.option("-r", "--search-regex", "pattern", default=None,
-              help="Search for this regular expression (bounded in time).")
-@click.option("-c", "--context", type=int, default=0, show_default=True,
-              help="Bytes of context either side of each match.")
-@click.option("-o", "--output", "output", type=click.Path(dir_okay=False), default=None,
-              help="Write the hexdump (every row) or the matches to this new file.")
-@click.option("--timeout", type=float, default=30.0, show_default=True,
-              help="Seconds a regular expression search may take.")
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"memparse: {message}", hint="see csi memparse --help")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="csi memparse", description=DESCRIPTION)
+    p.add_argument("archive", help="The checkpoint archive.")
+    p.add_argument("-p", "--pid", type=int, help="The process to dump or search.")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("-s", "--search", dest="literal", metavar="STRING",
+                      help="Search for this string.")
+    what.add_argument("-r", "--search-regex", dest="pattern", metavar="REGEX",
+                      help="Search for this regular expression (bounded in time).")
+    p.add_argument("-c", "--context", type=int, default=0,
+                   help="Bytes of context either side of each match (default: 0).")
+    p.add_argument("-o", "--output", help="Write the hexdump (every row) or the matches to "
+                   "this new file.")
+    p.add_argument("--timeout", type=float, default=30.0,
+                   help="Seconds a regular expression search may take (default: 30).")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    """``csi memparse ARGV...``: its exit status (usage errors are one line, status 2)."""
+
+    def command() -> int:
+        try:
+            args = parser().parse_args(argv)
+        except SystemExit as exc:  # --help: argparse printed it
+            return int(exc.code or 0)
+        memparse(args.archive, args.pid, args.literal, args.pattern, args.context,
+                 args.output, args.timeout)
+        return 0
+
+    return guarded(command)
+
+
 def memparse(archive: str, pid: int | None, literal: str | None, pattern: str | None,
              context: int, output: str | None, timeout: float) -> None:
-    """Process memory: sizes; a hexdump of one process (--pid); or a search (all processes
-    unless --pid)."""
     from forensics.analysis import memparse as mp
     from forensics.cli.common import open_checkpoint, warn
-    from forensics.errors import UsageError
 
-    if literal is not None and pattern is not None:
-        raise UsageError("give --search or --search-regex, not both")
     with open_checkpoint(archive, hash_eagerly=False) as ckpt:  # memparse shows no digest
         live = ckpt.live_pids()
         if pid is not None and pid not in live:
@@ -50,24 +81,26 @@ def memparse(archive: str, pid: int | None, literal: str | None, pattern: str | 
             if count == 0:
                 what = literal if literal is not None else pattern
                 where = f"PID {pid}" if pid is not None else "any process"
-                click.echo(f'No matches for pattern "{what}" in the memory of {where}', err=True)
+                sys.stdout.flush()
+                sys.stderr.write(f'No matches for pattern "{what}" in the memory of {where}\n')
         elif pid is not None:
             memory = ckpt.memory(pid)
             if output:
-                click.echo(f"\nWriting memory pages content for process ID {pid} from "
-                           f"checkpoint: {archive} to file: {output}...")
+                print(f"\nWriting memory pages content for process ID {pid} from "
+                      f"checkpoint: {archive} to file: {output}...")
                 with mp.open_output(output) as f:
                     mp.hexdump(memory, f, compact=False)
             else:
-                click.echo(f"\nDisplaying memory pages content for process ID {pid} from "
-                           f"checkpoint: {archive}\n")
+                print(f"\nDisplaying memory pages content for process ID {pid} from "
+                      f"checkpoint: {archive}\n")
                 mp.hexdump(memory, sys.stdout, compact=True)
         else:
             from forensics.report.terminal import human_size
 
-            click.echo(f"\nDisplaying processes memory sizes from {archive}\n")
-            click.echo(f"{'PID':<6} {'Process name':<16} {'Memory size':<13} Shared memory size")
+            print(f"\nDisplaying processes memory sizes from {archive}\n")
+            print(f"{'PID':<6} {'Process name':<16} {'Memory size':<13} Shared memory size")
             for row in mp.sizes(ckpt):
-                click.echo(f"{row.pid:<6} {row.comm:<16} {human_size(row.memory):<13} "
-                           f"{human_size(row.shared)}")
+                print(f"{row.pid:<6} {row.comm:<16} {human_size(row.memory):<13} "
+                      f"{human_size(row.shared)}")
+        sys.stdout.flush()
         warn(ckpt.warnings)

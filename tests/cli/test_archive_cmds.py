@@ -43,8 +43,8 @@ def walk(node: dict[str, Any]) -> list[dict[str, Any]]:
 
 def test_entry_points_for_csi_and_kubectl_plugin() -> None:
     scripts = {ep.name: ep.value for ep in entry_points(group="console_scripts")}
-    assert scripts["csi"] == "forensics.cli.main:run"
-    assert scripts["kubectl-csi"] == "forensics.cli.main:run"
+    assert scripts["csi"] == "forensics.cli.entry:run"
+    assert scripts["kubectl-csi"] == "forensics.cli.entry:run"
 
 
 def test_inspect_json_uses_checkpointctl_keys(capsys: pytest.CaptureFixture[str]) -> None:
