@@ -30,6 +30,9 @@ cleanup() {
 }
 trap cleanup EXIT
 mkdir -p "$work" "$CSI_HOME"
+# A fresh receiver journal each time: its guard rails (a 15-minute cooldown per
+# container) would otherwise suppress the same victim in a demo run again soon.
+rm -f "$CSI_HOME"/receiver/journal.sqlite3*
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 say "1. a local OCI registry (docker-registry) on 127.0.0.1"
@@ -88,24 +91,35 @@ print(json.dumps({
                       "k8s.pod.name": None, "evt.type": "dup2"}}))
 EOF
 )
-curl -fsS -X POST "http://127.0.0.1:$rcv_port/falco" -H "Content-Type: application/json" \
-    -H "Authorization: Bearer $(cat "$work/token")" -d "$alert"
-echo
+answer=$(curl -fsS -X POST "http://127.0.0.1:$rcv_port/falco" \
+    -H "Content-Type: application/json" -H "Authorization: Bearer $(cat "$work/token")" \
+    -d "$alert")
+echo "$answer"
+alert_id=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["id"])' "$answer")
 
 say "5. waiting for the capture"
 report=""
 for _ in $(seq 600); do
+    # this alert's capture: the journal in $CSI_HOME keeps those of earlier demos
     state=$(curl -fs "http://127.0.0.1:$rcv_port/api/v1/captures" \
         -H "Authorization: Bearer $(cat "$work/token")" | python3 -c '
 import json, sys
 data = json.load(sys.stdin)
 caps = data["captures"] if isinstance(data, dict) else data
-done = [c for c in caps if c["state"] in ("done", "failed")]
+done = [c for c in caps if c["state"] in ("done", "failed") and c["alert_id"] == sys.argv[1]]
 if done:
     c = done[0]
     r = c.get("result") or {}
     print(c["state"], r.get("report_id") or c.get("report_id") or "", c.get("error") or "")
+' "$alert_id") || true
+    outcome=$(curl -fs "http://127.0.0.1:$rcv_port/api/v1/alerts/$alert_id" \
+        -H "Authorization: Bearer $(cat "$work/token")" | python3 -c '
+import json, sys
+alert = json.load(sys.stdin)
+if alert.get("outcome") not in (None, "capture"):
+    print(alert["outcome"], alert.get("reason") or "")
 ') || true
+    [ -z "$outcome" ] || { echo "the alert led to no capture: $outcome"; exit 1; }
     case $state in
         done*) report=$(echo "$state" | cut -d' ' -f2); break ;;
         failed*) echo "capture failed: ${state#failed }"; exit 1 ;;
