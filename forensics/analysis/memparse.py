@@ -127,11 +127,10 @@ def _literal_hits(memory: ProcessMemory, literal: bytes, context: int,
     span_max = PIECE + len(literal) - 1 + 2 * context
 
     def search_piece(buf: bytearray, extent: Run, done: int) -> bool:
-        lo = max(0, done - context)  # the span read, relative to the extent
-        hi = min(extent.size, done + PIECE + len(literal) - 1 + context)
+        stop = min(extent.size, done + PIECE + len(literal) - 1)  # where matches may end
+        lo, hi = max(0, done - context), min(extent.size, stop + context)  # the span read
         n = memory.read_into(extent.offset + lo, memoryview(buf)[: hi - lo])
-        end = min(n, min(hi, done + PIECE + len(literal) - 1) - lo)
-        with contextlib.closing(find_all(buf, literal, done - lo, end)) as found:
+        with contextlib.closing(find_all(buf, literal, done - lo, min(n, stop - lo))) as found:
             for at in found:
                 data = bytes(buf[max(0, at - context): min(n, at + len(literal) + context)])
                 with lock:

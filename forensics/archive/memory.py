@@ -176,7 +176,7 @@ class ProcessMemory:
         """``size`` bytes at ``offset`` of the pages file (see :attr:`runs`), mapped
         rather than read (see :meth:`ArchiveSource.mapped`)."""
         if self._pages is None:
-            yield memoryview(bytearray())
+            yield memoryview(b"")
             return
         with self._source.mapped(self._pages, offset, size) as view:
             yield view

@@ -396,9 +396,8 @@ class ArchiveSource:
     def mapped(self, member: Member, offset: int, size: int) -> Iterator[memoryview]:
         """``size`` bytes at ``offset`` within ``member``, mapped into memory, not read.
 
-        Searching a mapping costs no copy. It is private and copy-on-write over a
-        descriptor opened read-only, so nothing written through it could reach the
-        archive; it is clipped to the member and to the end of the file as it is now,
+        Scanning a mapping costs no copy. It is read-only, over a descriptor opened
+        read-only; it is clipped to the member and to the end of the file as it is now,
         so a member cut short by a truncated archive maps short (a file cut short
         while mapped is a SIGBUS: see :meth:`_hash_in_background`). Map pieces, not
         whole members: every page touched counts in the process's RSS until unmapped.
@@ -410,11 +409,11 @@ class ArchiveSource:
         begin = member.offset + max(0, offset)
         end = min(member.offset + member.size, begin + max(0, size), file_end)
         if end <= begin:
-            yield memoryview(bytearray())
+            yield memoryview(b"")
             return
         start = begin - begin % mmap.ALLOCATIONGRANULARITY
         try:
-            mapping = mmap.mmap(self._fd, end - start, access=mmap.ACCESS_COPY, offset=start)
+            mapping = mmap.mmap(self._fd, end - start, access=mmap.ACCESS_READ, offset=start)
         except (OSError, ValueError) as exc:
             raise ArchiveError(self.path, f"cannot map {member.name} into memory",
                                why=str(exc)) from None

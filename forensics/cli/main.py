@@ -31,7 +31,7 @@ COMMANDS = {  # command -> "module:object" in forensics.cli, imported only when 
 
 
 class LazyGroup(click.Group):
-    """A group whose commands are imported on use: `csi memparse` does not pay for
+    """A group whose commands are imported on use: `csi inspect` does not pay for
     the receiver's, the registry's and the report store's imports (~20 ms)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
