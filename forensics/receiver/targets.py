@@ -7,14 +7,29 @@ the capture pipeline finds the container through the pod's
 ``status.containerStatuses[].containerID``. Podman: ``container.name``, else
 ``container.id``. Whether the pod really exists is for the pipeline to find
 out (this module never calls an API); its failure is recorded on the capture.
+
+Every name and id an alert gives is checked with :mod:`forensics.names`
+before it becomes a target: alert fields are the attacker's (a container
+"name" of ``--latest`` once made podman checkpoint another container), so a
+value Kubernetes or podman would never have given makes the alert
+``unresolved`` with the reason, and it is never journaled as a capture.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
 from forensics.capture.request import Backend, Target
+from forensics.names import (
+    container_id_problem,
+    container_problem,
+    namespace_problem,
+    node_problem,
+    pod_problem,
+    podman_name_problem,
+)
 from forensics.receiver.falco import Alert
 
 CONTAINER_FIELDS = ("container.id", "container.name", "k8s.pod.name", "k8s.ns.name")
@@ -32,7 +47,8 @@ class Unresolved:
 
     ``kind``: ``internal`` (Falco's own events), ``no-container`` (a source such
     as ``k8saudit`` whose events are not about a container), ``host`` (a host
-    process), ``unresolved`` (container fields are ``null`` or missing).
+    process), ``unresolved`` (container fields are ``null``, missing, or not a
+    name or id Kubernetes/podman would give).
     """
 
     kind: str
@@ -57,6 +73,10 @@ def resolve_target(alert: Alert, backend: Backend) -> Target | Unresolved:
         if not (name or container_id):
             return Unresolved("unresolved", "unresolved target: container.name and "
                               "container.id are both null or missing")
+        invalid = _invalid((podman_name_problem, "container.name", name),
+                           (container_id_problem, "container.id", container_id))
+        if invalid:
+            return invalid
         return Target(backend="podman", container=name or container_id,
                       container_id=container_id)
     namespace, pod = alert.text("k8s.ns.name"), alert.text("k8s.pod.name")
@@ -66,8 +86,24 @@ def resolve_target(alert: Alert, backend: Backend) -> Target | Unresolved:
         where = f"container {container_id}" if container_id else "the process"
         return Unresolved("unresolved", f"unresolved target: {missing} null or missing "
                           f"({where} is in no pod Falco knows)")
+    invalid = _invalid((namespace_problem, "k8s.ns.name", namespace),
+                       (pod_problem, "k8s.pod.name", pod),
+                       (container_problem, "container.name", name),
+                       (container_id_problem, "container.id", container_id),
+                       (node_problem, "hostname (the node)", alert.hostname))
+    if invalid:
+        return invalid
     if not (name or container_id):
         return Unresolved("unresolved", f"unresolved target: pod {namespace}/{pod} is known "
                           "but container.name and container.id are both null or missing")
     return Target(backend="kubernetes", namespace=namespace, pod=pod, container=name,
                   node=alert.hostname, container_id=container_id)
+
+
+def _invalid(*checks: tuple[Callable[[object, str], str], str, str]) -> Unresolved | None:
+    """``unresolved`` naming the first given field that is no valid name or id."""
+    for check, field, value in checks:
+        problem = check(value, field) if value else ""
+        if problem:
+            return Unresolved("unresolved", f"unresolved target: {problem}")
+    return None
