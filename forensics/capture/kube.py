@@ -36,6 +36,7 @@ from forensics.capture.errors import (
     UnexpectedAnswer,
 )
 from forensics.capture.pods import PodTarget, pod_target, pod_target_by_id
+from forensics.names import require_k8s
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 DEFAULT_TIMEOUT = 30.0
@@ -155,10 +156,12 @@ class Kube:
 
     # ------------------------------------------------------------ resources
     def get_pod(self, namespace: str, name: str) -> dict[str, Any]:
+        require_k8s(namespace=namespace, pod=name)  # never "..": a path part of the URL
         return self.get(api_path("api", "v1", "namespaces", namespace, "pods", name),
                         kind="pods", name=name, namespace=namespace)
 
     def get_node(self, name: str) -> dict[str, Any]:
+        require_k8s(node=name)
         return self.get(api_path("api", "v1", "nodes", name), kind="nodes", name=name)
 
     def kubelet_url(self, node: str) -> str:
@@ -185,12 +188,14 @@ class Kube:
         native sidecar.
         """
         ns = namespace or self.namespace
+        require_k8s(namespace=ns, pod=name, container=container or None)
         return pod_target(self.get_pod(ns, name), container, all_containers)
 
     def find_container_by_id(self, namespace: str, pod: str,
                              container_id_prefix: str) -> PodTarget:
         """The pod's container whose runtime id starts with the prefix (Falco's 12 digits,
         or a full ``cri-o://…``/``containerd://…`` id)."""
+        require_k8s(namespace=namespace, pod=pod, container_id=container_id_prefix)
         return pod_target_by_id(self.get_pod(namespace, pod), container_id_prefix)
 
 

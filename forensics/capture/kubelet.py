@@ -48,6 +48,7 @@ from forensics.capture.kube import (
     api_path,
     describe_network_error,
 )
+from forensics.names import require_k8s
 
 log = logging.getLogger(__name__)
 
@@ -249,6 +250,7 @@ class KubeletClient:
         """
         if timeout_s is not None and (type(timeout_s) is not int or timeout_s <= 0):
             raise BadTimeout(node, timeout_s)
+        require_k8s(namespace=namespace, pod=pod, container=container, node=node)
         path = api_path("checkpoint", namespace, pod, container)
         query = [("timeout", str(timeout_s))] if timeout_s is not None else []
         wait = (self.connect_timeout, self.read_timeout or

@@ -41,6 +41,7 @@ from forensics.capture.pipeline import (
 )
 from forensics.capture.request import CaptureRequest, CaptureResult, Target, Trigger
 from forensics.errors import CsiError, UsageError
+from forensics.names import require_k8s
 
 EX_TEMPFAIL = 75
 REPORT_FILES = ("report.json", "report.html", "report.md")
@@ -69,6 +70,10 @@ class StepInput:
     reason: str = ""
     alert: str = ""  # the Falco alert JSON, or ""
     registry: str = ""  # REPO; "" = $CSI_REGISTRY, else the OCI layout in the csi home
+
+    def __post_init__(self) -> None:  # Argo parameters may carry an alert's fields
+        require_k8s(namespace=self.namespace, pod=self.pod, container=self.container or None,
+                    node=self.node or None)
 
     def alert_dict(self) -> dict[str, Any] | None:
         if not self.alert.strip():

@@ -92,7 +92,10 @@ def pod(name: str, namespace: str | None, container: str | None, all_containers:
     from forensics.capture.kube import connect
     from forensics.capture.pipeline import Settings, run_capture
     from forensics.capture.request import CaptureRequest, Target, Trigger
+    from forensics.names import require_k8s
     from forensics.report.provenance import current_user
+
+    require_k8s(pod=name, namespace=namespace, container=container)  # before any API call
 
     if via == "argo":
         from forensics.cli.workflow_cmds import argo_settings
@@ -202,7 +205,10 @@ def container_cmd(name: str, runtime: str, reason: str, registry: str | None, ba
     """Checkpoint a container on this Podman host (no Kubernetes)."""
     from forensics.capture.pipeline import Settings, run_capture
     from forensics.capture.request import CaptureRequest, Target, Trigger
+    from forensics.names import podman_ref_problem, require
     from forensics.report.provenance import current_user
+
+    require(podman_ref_problem, "podman container name or id", name)  # before podman runs
 
     request = CaptureRequest(
         target=Target("podman", name),

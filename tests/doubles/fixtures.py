@@ -168,11 +168,11 @@ def podman_workload(tmp: Path, name: str, *, pod: str, namespace: str, container
             raise CannotCheckpoint(lines[-1] if lines else "make-checkpoint.sh exited 77")
         if done.returncode != 0:
             raise RuntimeError(f"make-checkpoint.sh failed: {done.stderr[-2000:]}")
-        _podman("container", "restore", "--tcp-established", name)
-        cid = _podman("container", "inspect", "--format", "{{.Id}}", name).strip()
+        _podman("container", "restore", "--tcp-established", "--", name)
+        cid = _podman("container", "inspect", "--format", "{{.Id}}", "--", name).strip()
         yield Workload(name, cid, pod, namespace, container)
     finally:
-        subprocess.run([*PODMAN, "rm", "-f", "--time", "0", name], capture_output=True,
+        subprocess.run([*PODMAN, "rm", "-f", "--time", "0", "--", name], capture_output=True,
                        check=False, timeout=120)
         out.unlink(missing_ok=True)
 

@@ -83,7 +83,7 @@ class PodmanCheckpointer:
             return None
         want = {"io.kubernetes.pod.name": pod, "io.kubernetes.pod.namespace": namespace,
                 "io.kubernetes.container.name": container}
-        for info in json.loads(_podman("container", "inspect", *ids)):
+        for info in json.loads(_podman("container", "inspect", "--", *ids)):
             config = info.get("Config") or {}
             for tags in (config.get("Annotations") or {}, config.get("Labels") or {}):
                 if all(tags.get(k) == v for k, v in want.items()):
@@ -95,8 +95,9 @@ class PodmanCheckpointer:
         if cid is None:
             raise CriError(f'rpc error: code = NotFound desc = could not find a running '
                            f'container "{container}" of pod {pod.namespace}/{pod.name}')
-        argv = ["container", "checkpoint", "--export", str(dest), "--compress", self.compress,
-                "--tcp-established", *(["--leave-running"] if self.leave_running else []), cid]
+        argv = ["container", "checkpoint", f"--export={dest}", f"--compress={self.compress}",
+                "--tcp-established", *(["--leave-running"] if self.leave_running else []),
+                "--", cid]  # by id, after "--", as every csi call to podman
         try:
             _podman(*argv, timeout=timeout or 240)
         except subprocess.TimeoutExpired:

@@ -9,6 +9,11 @@ sidecar (:mod:`.tarsplit`) is added next to it so that any csi pull rebuilds
 the archive byte for byte. Pull: ``skopeo copy docker://… dir:TMP`` (skopeo
 verifies blob digests and, unlike ``oci:``, keeps a plain tar layer as it
 is), then the same verified extraction as every other pull.
+
+Every call passes its operands after ``--`` (buildah, skopeo: cobra ends flags
+there) and options with values as ``--flag=value``; the archive goes as an
+absolute path, since ``buildah add`` refuses an operand that starts with ``-``
+even after ``--``.
 """
 
 from __future__ import annotations
@@ -137,6 +142,7 @@ class BuildahBackend:
         blob = replace(blob, diff_id=blob.diff_id or blob.sha256)
         annotations = {**spec.annotations(blob), CSI_TARSPLIT: SIDECAR_PATH}
         dest = ref.with_tag(spec.tag_for(blob))
+        archive = os.path.abspath(blob.path)  # never read as an option, even after "--"
         tmp = tempfile.mkdtemp(prefix="csi-buildah-")
         unique = uuid.uuid4().hex[:12]
         ctr, image, listname = f"csi-push-{unique}", f"localhost/csi-push-{unique}:latest", \
@@ -149,32 +155,32 @@ class BuildahBackend:
                 f.write(build(blob.path, blob.sha256))
             b = BUILDAH
             try:
-                run([*b, "from", "--name", ctr, "scratch"], timeout=120, env=env)
-                run([*b, "add", ctr, blob.path, "/"], timeout=TIMEOUT, env=env)
-                run([*b, "copy", ctr, sidecar, f"/{SIDECAR_PATH}"], timeout=120, env=env)
+                run([*b, "from", f"--name={ctr}", "--", "scratch"], timeout=120, env=env)
+                run([*b, "add", "--", ctr, archive, "/"], timeout=TIMEOUT, env=env)
+                run([*b, "copy", "--", ctr, sidecar, f"/{SIDECAR_PATH}"], timeout=120, env=env)
                 notes = [f"--annotation={k}={v}" for k, v in annotations.items()]
                 run([*b, "config", f"--arch={spec.platform.architecture}",
-                     f"--os={spec.platform.os}", *notes, ctr], timeout=120, env=env)
-                run([*b, "commit", "-q", "--format", "oci", "--disable-compression", ctr, image],
-                    timeout=TIMEOUT, env=env)
+                     f"--os={spec.platform.os}", *notes, "--", ctr], timeout=120, env=env)
+                run([*b, "commit", "-q", "--format", "oci", "--disable-compression", "--", ctr,
+                     image], timeout=TIMEOUT, env=env)
                 digest_file = os.path.join(tmp, "digest")
                 run([*b, "push", "-q", "--format", "oci", "--disable-compression",
-                     "--digestfile", digest_file, *flags, image, f"docker://{dest}"],
+                     f"--digestfile={digest_file}", *flags, "--", image, f"docker://{dest}"],
                     timeout=TIMEOUT, secrets=secrets, transient=_TRANSIENT, env=env)
                 manifest_digest = _read(digest_file)
-                run([*b, "manifest", "create", listname], timeout=120, env=env)
-                run([*b, "manifest", "add", *notes, *flags, listname,
+                run([*b, "manifest", "create", "--", listname], timeout=120, env=env)
+                run([*b, "manifest", "add", *notes, *flags, "--", listname,
                      f"docker://{dest.name}@{manifest_digest}"],
                     timeout=300, secrets=secrets, transient=_TRANSIENT, env=env)
-                run([*b, "manifest", "push", "-q", "--format", "oci", "--digestfile",
-                     digest_file, *flags, listname, f"docker://{dest}"],
+                run([*b, "manifest", "push", "-q", "--format", "oci",
+                     f"--digestfile={digest_file}", *flags, "--", listname, f"docker://{dest}"],
                     timeout=300, secrets=secrets, transient=_TRANSIENT, env=env)
                 index_digest = _read(digest_file)
             except ToolError as exc:
                 raise translate(exc, f"buildah push to {dest}", blob.path) from None
         finally:
-            for argv in ([*BUILDAH, "rm", ctr], [*BUILDAH, "manifest", "rm", listname],
-                         [*BUILDAH, "rmi", image]):
+            for argv in ([*BUILDAH, "rm", "--", ctr], [*BUILDAH, "manifest", "rm", "--", listname],
+                         [*BUILDAH, "rmi", "--", image]):
                 with contextlib.suppress(ToolError):
                     run(argv, timeout=120, env=env)
             shutil.rmtree(tmp, ignore_errors=True)
@@ -189,7 +195,7 @@ class BuildahBackend:
             flags, secrets = self._access_flags(tmp, prefix="src-")
             copy = os.path.join(tmp, "image")
             try:  # dir: keeps blobs as they are (oci: would compress a plain tar layer)
-                run(["skopeo", "copy", "-q", *flags, f"docker://{ref}", f"dir:{copy}"],
+                run(["skopeo", "copy", "-q", *flags, "--", f"docker://{ref}", f"dir:{copy}"],
                     timeout=TIMEOUT, secrets=secrets, transient=_TRANSIENT,
                     env=_tool_env(tmp))
             except ToolError as exc:
