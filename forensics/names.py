@@ -12,7 +12,7 @@ whitespace or a control character, and is bounded in length:
 - pod and node names: a DNS-1123 subdomain (labels joined by ``.``, at most 253);
 - podman container name: podman's own rule ``[a-zA-Z0-9][a-zA-Z0-9_.-]*``
   (at most 253 here: csi puts it in a file name);
-- container id: 12 to 64 lowercase hex digits (Falco's short id, a full id),
+- container id: 12 to 64 hex digits (Falco's short id, a full id),
   optionally with the ``containerd://``, ``cri-o://`` or ``docker://`` prefix
   Kubernetes puts in ``containerStatuses[].containerID``.
 
@@ -38,7 +38,7 @@ SHOWN_MAX = 80
 _LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?")
 _SUBDOMAIN = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*")
 _PODMAN_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
-_HEX_ID = re.compile(r"[0-9a-f]{12,64}")
+_HEX_ID = re.compile(r"[0-9a-fA-F]{12,64}")
 
 
 class InvalidName(UsageError):
@@ -112,7 +112,7 @@ def container_id_problem(value: object, kind: str = "container id") -> str:
         return f"{kind} is not text but {type(value).__name__}"
     prefix = next((p for p in ID_PREFIXES if value.startswith(p)), "")
     return _problem(kind, value[len(prefix):], _HEX_ID, 64,
-                    "12 to 64 lowercase hex digits", display=value)
+                    "12 to 64 hex digits", display=value)
 
 
 def podman_ref_problem(value: object, kind: str = "podman container name or id") -> str:

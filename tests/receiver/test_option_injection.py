@@ -111,7 +111,7 @@ def test_alert_container_id_option_is_unresolved_for_podman(
     ({"container_name": "web?timeout=1"}, None,
      f"unresolved target: container.name 'web?timeout=1' {LABEL}"),
     ({"container_id": "../../x"}, None, "unresolved target: container.id '../../x' is not 12 "
-     "to 64 lowercase hex digits"),
+     "to 64 hex digits"),
     ({}, "evil.example:443/#", f"unresolved target: hostname (the node) "
      f"'evil.example:443/#' {SUBDOMAIN}"),
 ])
