@@ -71,6 +71,11 @@ done
 case $mode in miner | reverse | idle) ;; *) log "bad --mode: $mode"; usage ;; esac
 case $compress in none | gzip | zstd) ;; *) log "bad --compress: $compress"; usage ;; esac
 [[ $mem_mib =~ ^[0-9]+$ ]] || { log "bad --mem-mib: $mem_mib"; usage; }
+# podman's own name rule: never an option (--latest), a path or a control character
+if [ -n "$name" ] && ! [[ $name =~ ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$ ]]; then
+    log "bad --name: $(printf '%q' "$name") (podman allows [a-zA-Z0-9][a-zA-Z0-9_.-]*)"
+    usage
+fi
 k8s_given=0
 for v in "$pod" "$namespace" "$ctr_name"; do [ -n "$v" ] && k8s_given=$((k8s_given + 1)); done
 if [ "$k8s_given" -ne 0 ] && [ "$k8s_given" -ne 3 ]; then
@@ -182,7 +187,7 @@ log "container: $("${PODMAN[@]}" logs "$cid" 2>/dev/null | grep -m1 '^ready')"
 log "checkpoint: exporting to $out (compress $compress)"
 rm -f "$out"
 if ! ckpt_out=$("${PODMAN[@]}" container checkpoint --export "$out" \
-    --compress "$compress" --tcp-established "$cid" 2>&1); then
+    --compress "$compress" --tcp-established -- "$cid" 2>&1); then
     # Name CRIU's first error from dump.log when there is one.
     dump_log=$("${PODMAN[@]}" inspect -f '{{.StaticDir}}' "$cid" 2>/dev/null || true)/dump.log
     reason=$(grep -m1 -E '^\(?[0-9. ]*\)? *Error' "$dump_log" 2>/dev/null \
