@@ -80,12 +80,6 @@ def resolve_target(alert: Alert, backend: Backend) -> Target | Unresolved:
         return Target(backend="podman", container=name or container_id,
                       container_id=container_id)
     namespace, pod = alert.text("k8s.ns.name"), alert.text("k8s.pod.name")
-    if not (namespace and pod):
-        missing = " and ".join(f for f, v in (("k8s.ns.name", namespace),
-                                              ("k8s.pod.name", pod)) if not v)
-        where = f"container {container_id}" if container_id else "the process"
-        return Unresolved("unresolved", f"unresolved target: {missing} null or missing "
-                          f"({where} is in no pod Falco knows)")
     invalid = _invalid((namespace_problem, "k8s.ns.name", namespace),
                        (pod_problem, "k8s.pod.name", pod),
                        (container_problem, "container.name", name),
@@ -93,6 +87,12 @@ def resolve_target(alert: Alert, backend: Backend) -> Target | Unresolved:
                        (node_problem, "hostname (the node)", alert.hostname))
     if invalid:
         return invalid
+    if not (namespace and pod):
+        missing = " and ".join(f for f, v in (("k8s.ns.name", namespace),
+                                              ("k8s.pod.name", pod)) if not v)
+        where = f"container {container_id}" if container_id else "the process"
+        return Unresolved("unresolved", f"unresolved target: {missing} null or missing "
+                          f"({where} is in no pod Falco knows)")
     if not (name or container_id):
         return Unresolved("unresolved", f"unresolved target: pod {namespace}/{pod} is known "
                           "but container.name and container.id are both null or missing")

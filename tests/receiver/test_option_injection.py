@@ -21,8 +21,20 @@ from typing import Any
 
 import pytest
 import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from forensics.capture.request import Backend
+from forensics.names import (
+    container_id_problem,
+    container_problem,
+    namespace_problem,
+    pod_problem,
+    podman_ref_problem,
+)
 from forensics.receiver.config import ServeConfig
+from forensics.receiver.falco import parse_alert
+from forensics.receiver.targets import Unresolved, resolve_target
 from tests.receiver.conftest import SHOP, Recorder, ServerThread, alert_json, auth_headers
 
 OPTION = "starts with '-' (it would be read as an option)"
@@ -133,3 +145,36 @@ def test_alert_container_name_l_cannot_bypass_the_cooldown(
                       f"unresolved target: container.name '-l' {OPTION}")
     assert [r.target.key() for r in recorder.requests] == ["podman/web"]
     assert [c["target"]["container"] for c in captures(podman_server)] == ["web"]
+
+
+FIELD_VALUES = (st.none() | st.integers() | st.text(max_size=40)
+                | st.sampled_from(["--latest", "-l", "--help", "..", "web", "a/b", "x\ny",
+                                   "168eaa80e443", "containerd://-l", " -l", "<NA>", "host"]))
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(name=FIELD_VALUES, cid=FIELD_VALUES, pod=FIELD_VALUES, ns=FIELD_VALUES,
+       hostname=st.text(max_size=40) | st.sampled_from(["worker-1", "-l", "a/../b"]),
+       backend=st.sampled_from(["kubernetes", "podman"]))
+def test_every_target_from_any_alert_fields_is_safe_to_hand_on(
+        name: object, cid: object, pod: object, ns: object, hostname: str,
+        backend: Backend) -> None:
+    data = alert_json(SHOP)
+    data["hostname"] = hostname
+    data["output_fields"].update({"container.name": name, "container.id": cid,
+                                  "k8s.pod.name": pod, "k8s.ns.name": ns})
+    target = resolve_target(parse_alert(data), backend)
+    if isinstance(target, Unresolved):
+        assert target.reason.isprintable() and target.reason.startswith(
+            ("unresolved target: ", "host process"))
+        return
+    values = [target.container, target.container_id, target.namespace, target.pod, target.node]
+    for value in values:
+        assert not value.startswith("-") and "/" not in value.rpartition("://")[2]
+        assert value.isprintable() and value not in (".", "..")
+    if backend == "podman":
+        assert podman_ref_problem(target.container) == ""
+    else:
+        assert namespace_problem(target.namespace) == pod_problem(target.pod) == ""
+        assert not target.container or container_problem(target.container) == ""
+    assert not target.container_id or container_id_problem(target.container_id) == ""
