@@ -117,3 +117,17 @@ def test_buildah_push_of_an_archive_named_like_an_option(
     out = tmp_path / "back.tar"
     pull_archive(result.pinned, str(out), options=PLAIN, backend="buildah")
     assert filecmp.cmp(out, KUBELET, shallow=False)
+
+
+@pytest.mark.parametrize("name", ["--latest", "-l", "--help", "web\n", "a/../b"])
+def test_podman_checkpoint_of_latest_never_runs_podman(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    from forensics.capture import podman
+
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # podman, if run, would be "missing"
+    for call in (lambda: podman.checkpoint(name, str(tmp_path / "out")),
+                 lambda: podman.inspect(name)):
+        with pytest.raises(InvalidName) as caught:
+            call()
+        assert caught.value.what.startswith(f"podman container name or id {name!r} ")
+    assert not (tmp_path / "out").exists()
