@@ -10,6 +10,7 @@ file name looks like an option is pushed by buildah as the file it is.
 from __future__ import annotations
 
 import filecmp
+import json
 import re
 import shutil
 from collections.abc import Iterator
@@ -131,3 +132,35 @@ def test_podman_checkpoint_of_latest_never_runs_podman(
             call()
         assert caught.value.what.startswith(f"podman container name or id {name!r} ")
     assert not (tmp_path / "out").exists()
+
+
+def test_auth_file_credential_helper_path_runs_no_program(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from forensics.capture.registry.auth import find_credentials
+    from forensics.capture.registry.errors import RegistryAuthError
+
+    marker = tmp_path / "ran"
+    helper = ("#!/bin/sh\ntouch " + str(marker) + "\n"
+              'echo \'{"Username": "u", "Secret": "s"}\'\n')
+    (tmp_path / "evil").write_text(helper)
+    (tmp_path / "evil").chmod(0o755)
+    (tmp_path / "docker-credential-x").mkdir()
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "docker-credential-good").write_text(helper)
+    (bindir / "docker-credential-good").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin")
+    monkeypatch.chdir(tmp_path)  # "docker-credential-x/../evil" is ./evil from here
+    auth = tmp_path / "auth.json"
+    for store in ("x/../evil", "-h", "x\n"):
+        auth.write_text(json.dumps({"credsStore": store}))
+        with pytest.raises(RegistryAuthError) as caught:
+            find_credentials("registry.test", auth_file=str(auth))
+        assert str(caught.value) == (
+            f"{auth}: credential helper {store!r} is not a program name (credsStore/"
+            "credHelpers name a docker-credential-NAME program on PATH)")
+        assert not marker.exists()
+    auth.write_text(json.dumps({"credsStore": "good"}))  # a helper on PATH still works
+    found = find_credentials("registry.test", auth_file=str(auth))
+    assert found is not None and (found.username, found.password) == ("u", "s")
+    assert marker.exists()

@@ -24,6 +24,8 @@ from typing import Any
 
 from forensics.capture.registry.errors import RegistryAuthError
 
+_HELPER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
 _CHALLENGE_PARAM = re.compile(r'(\w+)=(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))')
 _HUB_ALIASES = ("docker.io", "index.docker.io", "registry-1.docker.io")
 
@@ -95,7 +97,12 @@ def _decode_entry(entry: Any, source: str) -> Credentials | None:
 
 def _from_helper(helper: str, host: str, source: str) -> Credentials | None:
     from forensics.capture.run import run
+    from forensics.names import shown
 
+    if not _HELPER.fullmatch(helper):  # "x/../../tmp/evil" would run a path, "-" an option
+        raise RegistryAuthError(f"{source}: credential helper {shown(helper)} is not a "
+                                "program name", hint="credsStore/credHelpers name a "
+                                "docker-credential-NAME program on PATH")
     done = run([f"docker-credential-{helper}", "get"], input_text=host, timeout=30)
     try:
         answer = json.loads(done.stdout)
