@@ -8,8 +8,9 @@ crashed the capture. Names and ids are now checked at the receiver: such an
 alert is ``unresolved`` with the reason and never becomes a capture.
 
 These tests talk to a real receiver over HTTP on 127.0.0.1 (the capture
-pipeline recorded by :class:`Recorder`); ``test_podman.py``-style real podman
-runs are in :mod:`tests.receiver.test_option_injection_podman`.
+pipeline recorded by :class:`Recorder`); the same attack against real podman,
+with a bystander container and the real pipeline, is in
+:mod:`tests.receiver.test_option_injection_podman`.
 """
 
 from __future__ import annotations
