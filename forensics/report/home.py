@@ -11,9 +11,13 @@ warning when others can read them (:func:`readable_by_others`).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import stat
 from pathlib import Path
+
+log = logging.getLogger("csi.home")
+_warned: set[str] = set()
 
 PRIVATE_DIR = 0o700
 PRIVATE_FILE = 0o600
@@ -49,6 +53,13 @@ def private_file(path: Path | str) -> None:
         os.chmod(path, PRIVATE_FILE)
 
 
+def private_db(path: Path | str) -> None:
+    """Narrow an SQLite database and its -wal/-shm files to 0600 (SQLite gives new -wal and
+    -shm files the database's own mode)."""
+    for suffix in ("", "-wal", "-shm"):
+        private_file(f"{path}{suffix}")
+
+
 def open_private(path: Path | str, flags: int = os.O_WRONLY | os.O_CREAT | os.O_TRUNC) -> int:
     """``os.open`` a file for writing, created 0600."""
     return os.open(path, flags | getattr(os, "O_CLOEXEC", 0), PRIVATE_FILE)
@@ -62,5 +73,16 @@ def readable_by_others(path: Path | str, what: str) -> str | None:
         return None
     if not mode & 0o077:
         return None
-    return (f"warning: {what} {path} is readable by others (mode {mode:04o}): anyone on this "
-            f"machine who can read it can use it; run `chmod 600 {path}`")
+    return (f"{what} {path} is readable by others (mode {mode:04o}): anyone on this machine "
+            f"who can read it can use it; run `chmod 600 {path}`")
+
+
+def warn_if_readable(path: Path | str | None, what: str) -> str | None:
+    """Log :func:`readable_by_others`' warning (once per file and process); returns it."""
+    if not path:
+        return None
+    warning = readable_by_others(path, what)
+    if warning and str(path) not in _warned:
+        _warned.add(str(path))
+        log.warning("%s", warning)
+    return warning

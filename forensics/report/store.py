@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from forensics.report.errors import ReportError, ReportNotFound
-from forensics.report.home import csi_home, open_private, private_dir, private_file
+from forensics.report.home import csi_home, open_private, private_db, private_dir
 
 INDEX_FILE = "index.sqlite3"
 REINDEX_HINT = "`csi report reindex` rebuilds the index from the report folders"
@@ -232,8 +232,7 @@ class ReportStore:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        for suffix in ("", "-wal", "-shm"):
-            private_file(f"{self.index_path}{suffix}")
+        private_db(self.index_path)
 
     # ------------------------------------------------------------ writing
 
