@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from forensics.analysis.redact import Redactor, installation_key
 from tests.conftest import SHOP, archive_path, fingerprint, masked
 from tests.doubles.fixtures import MAKE_CHECKPOINT
 from tests.doubles.kubelet import PODMAN
@@ -77,6 +76,8 @@ def test_analyze_shows_a_keyed_fingerprint_not_sha256_nor_length(
 
 def test_fingerprint_key_differs_across_installations_and_matches_within_one(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from forensics.analysis.redact import Redactor, installation_key
+
     monkeypatch.delenv("CSI_FINGERPRINT_KEY")
     one, two = tmp_path / "one", tmp_path / "two"
     first = Redactor(installation_key(one)).fingerprint(HUNTER)
@@ -105,6 +106,8 @@ def test_fingerprint_key_differs_across_installations_and_matches_within_one(
      ["httpd", "-p", "8080", "--no-password", "host"]),  # not a mysql-like tool; a flag
 ])
 def test_cmdline_secrets_are_masked(argv: list[str], expected: list[str]) -> None:
+    from forensics.analysis.redact import Redactor
+
     assert Redactor().argv(argv) == expected
     assert Redactor(reveal=True).argv(argv) == argv
 
