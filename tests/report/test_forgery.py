@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from forensics.cli.main import main
 from forensics.report.canonical import canonical_bytes
 from forensics.report.publish import manifest, render_files
 from forensics.report.signing import SigningKey, sign
@@ -224,7 +223,3 @@ def test_reports_and_their_index_are_not_readable_by_others(
     with sqlite3.connect(root / "index.sqlite3") as conn:
         assert conn.execute("SELECT id FROM reports").fetchall() == [(rid,)]
 
-
-def test_main_is_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["report", "--help"]) == 0
-    assert "reindex" in capsys.readouterr().out
