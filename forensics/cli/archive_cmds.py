@@ -129,12 +129,18 @@ def list_cmd(folders: tuple[str, ...], fmt: str) -> None:
 @click.command()
 @click.argument("a", type=click.Path())
 @click.argument("b", type=click.Path())
-def diff(a: str, b: str) -> None:
-    """What changed from checkpoint A to checkpoint B of the same container (JSON)."""
+@click.option("--reveal", is_flag=True,
+              help="Show secrets in environments and command lines in clear.")
+def diff(a: str, b: str, reveal: bool) -> None:
+    """What changed from checkpoint A to checkpoint B of the same container (JSON).
+
+    Secrets in command lines and environments are redacted unless --reveal.
+    """
+    from forensics.analysis.redact import Redactor
     from forensics.archive.diff import diff_checkpoints
 
     with open_checkpoint(a) as ca, open_checkpoint(b) as cb:
-        result = diff_checkpoints(ca, cb)
+        result = Redactor(reveal=reveal).tree(diff_checkpoints(ca, cb))
         if not result["same_container"]:
             click.echo("csi: warning: the two archives are of different containers", err=True)
         dump_json(result)

@@ -208,3 +208,18 @@ def test_alert_cmdline_password_is_redacted_in_the_signed_trigger() -> None:
     assert signed_alert["output_fields"]["proc.cmdline"] == \
         f"mysql -uroot -p{masked(HUNTER)} payments"
     assert signed_alert["output"].endswith(f" cmdline=mysql -uroot -p{masked(HUNTER)} payments")
+
+
+def test_diff_prints_environment_secrets_redacted(capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.conftest import CRIU41
+
+    a, b = archive_path(CRIU41), archive_path(SHOP)
+    code, out, _ = run(capsys, "diff", a, b)
+    assert code == 0
+    assert DB_PASSWORD not in out and "s3cr3t-demo" not in out
+    env = next(c["environment"] for c in json.loads(out)["processes"]["changed"]
+               if "environment" in c)
+    assert f"DB_PASSWORD={masked(DB_PASSWORD)}" in env["added"]
+    assert f"API_TOKEN={masked('s3cr3t-demo')}" in env["removed"]
+    code, out, _ = run(capsys, "diff", "--reveal", a, b)
+    assert f"DB_PASSWORD={DB_PASSWORD}" in out
