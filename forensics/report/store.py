@@ -305,14 +305,8 @@ class ReportStore:
 
     def set_aside_index(self) -> Path | None:
         """Rename an index that cannot be opened out of the way; returns its new name."""
-        if not self.index_path.exists():
-            return None
-        try:
-            with self._connect() as conn:
-                conn.execute("SELECT COUNT(*) FROM reports").fetchone()
-            return None
-        except ReportError:
-            pass
+        if not self.index_path.exists() or not _corrupt(self.index_path):
+            return None  # (an index of a newer csi is not corrupt: it is refused, not moved)
         aside = self.index_path.with_name(
             f"{INDEX_FILE}.corrupt-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}")
         try:
@@ -389,6 +383,20 @@ class ReportStore:
 
     def directory(self, report_id: str) -> Path:
         return self.root / report_id
+
+
+def _corrupt(path: Path) -> bool:
+    """Whether SQLite cannot read ``path`` as a sound database."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT)
+    except sqlite3.Error:
+        return True
+    try:
+        return [r[0] for r in conn.execute("PRAGMA quick_check")] != ["ok"]
+    except sqlite3.DatabaseError:
+        return True
+    finally:
+        conn.close()
 
 
 def _fsync_dir(path: Path) -> None:

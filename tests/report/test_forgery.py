@@ -223,3 +223,18 @@ def test_reports_and_their_index_are_not_readable_by_others(
     with sqlite3.connect(root / "index.sqlite3") as conn:
         assert conn.execute("SELECT id FROM reports").fetchall() == [(rid,)]
 
+
+
+def test_reindex_never_moves_aside_an_index_of_a_newer_csi(
+        capsys: pytest.CaptureFixture[str], home: Path) -> None:
+    rid = save(capsys, CRIU41)
+    index = home / "reports" / "index.sqlite3"
+    with sqlite3.connect(index) as conn:
+        conn.execute("INSERT INTO schema_migrations VALUES (99, 'future', 'x')")
+    code, _, err = run(capsys, "report", "reindex")
+    assert code == 1
+    assert err.startswith(f"csi: error: {index}: the report index has schema version 99, "
+                          "this csi knows up to 1 (use a newer csi)")
+    assert [p.name for p in index.parent.iterdir() if ".corrupt-" in p.name] == []
+    with sqlite3.connect(index) as conn:
+        assert conn.execute("SELECT id FROM reports").fetchall() == [(rid,)]
