@@ -62,6 +62,20 @@ PASSWORD_P_TOOLS = frozenset((
 URL_CREDENTIALS = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)"
                              r"(?P<password>[^/\s@]+)(?=@)")
 NAME_VALUE = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_.-]*)=(?P<value>.+)$", re.DOTALL)
+# Every rule above needs one of these (lower-cased) in the text: most command lines and
+# environments have none, and one pass over their joined text lets them through untouched
+# (hot path: inspect of 100,000 processes; substring tests beat a case-insensitive regex 10x).
+NEEDLES = ("://", "passw", "pwd", "secret", "token", "key", "credential", "auth", "stripe_",
+           "_dsn", "conn", "akia", "asia", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "xox",
+           "k_live_", "begin", "mysql", "mariadb", "sshpass")
+
+
+def maybe_secret(text: str) -> bool:
+    """False only if no redaction rule can apply to ``text`` (a fast pre-test)."""
+    lower = text.lower()
+    return any(needle in lower for needle in NEEDLES)
+
+
 COMMAND_BREAKS = frozenset((";", "|", "||", "&&", "&"))
 SPACE = re.compile(r"(\s+)")
 
@@ -169,6 +183,8 @@ class Redactor:
     # -- environments
 
     def env_value(self, name: str, value: str) -> str:
+        if not maybe_secret(name) and not maybe_secret(value):
+            return value
         return self.mask(value) if classify(name, value) else self.text(value)
 
     def env(self, item: str) -> dict[str, Any]:
@@ -180,20 +196,25 @@ class Redactor:
         return {"name": name, "value": shown, "redacted": shown != value}
 
     def env_dict(self, env: dict[str, str]) -> dict[str, str]:
-        return {name: self.env_value(name, value) for name, value in env.items()}
+        if self.reveal or not maybe_secret("\0".join(f"{n}={v}" for n, v in env.items())):
+            return env
+        return {name: self.env_value(name, value) if maybe_secret(f"{name}={value}")
+                else value for name, value in env.items()}
 
     # -- command lines and text
 
     def argv(self, argv: Iterable[str]) -> list[str]:
         """A command line, its secrets masked (an argument holding a shell line is text)."""
         args = list(argv)
+        if self.reveal or not maybe_secret("\0".join(args)):
+            return args
         out = self._tokens(args)
         return [self.text(a) if any(c.isspace() for c in a) else o for a, o in zip(args, out,
                                                                                   strict=True)]
 
     def text(self, value: str) -> str:
         """Free text (a shell line, a Falco output, a finding's summary), its secrets masked."""
-        if self.reveal or not value:
+        if self.reveal or not value or not maybe_secret(value):
             return value
         if not any(c.isspace() for c in value):
             return self._tokens([value])[0]
