@@ -223,3 +223,22 @@ def test_diff_prints_environment_secrets_redacted(capsys: pytest.CaptureFixture[
     assert f"API_TOKEN={masked('s3cr3t-demo')}" in env["removed"]
     code, out, _ = run(capsys, "diff", "--reveal", a, b)
     assert f"DB_PASSWORD={DB_PASSWORD}" in out
+
+
+@pytest.mark.parametrize("name", ["DB_PASSWORD", "MYSQL_PWD", "AWS_SECRET_ACCESS_KEY",
+                                  "GITHUB_TOKEN", "API_KEY", "STRIPE_API_KEY", "PGPASSWORD",
+                                  "CLIENT_SECRET", "DATABASE_DSN"])
+def test_environment_secret_names_are_masked(name: str) -> None:
+    from forensics.analysis.redact import Redactor
+
+    assert Redactor().env(f"{name}={HUNTER}") == {"name": name, "value": masked(HUNTER),
+                                                 "redacted": True}
+
+
+@pytest.mark.parametrize("item", ["PWD=/root", "OLDPWD=/", "HOME=/root", "TZ=Asia/Tokyo",
+                                  "KEYMAP=us", "PATH=/usr/bin:/bin"])
+def test_ordinary_environment_is_shown(item: str) -> None:
+    from forensics.analysis.redact import Redactor
+
+    name, _, value = item.partition("=")
+    assert Redactor().env(item) == {"name": name, "value": value, "redacted": False}
