@@ -9,6 +9,7 @@ one whose sha256 the index recorded when it was stored.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,10 @@ from forensics.report.verify import Verification, verify_report
 def stored_folder(store: ReportStore, path: Path) -> Path | None:
     """The report folder ``path`` (a folder or a file in one) if it lies in ``store``."""
     folder = path if path.is_dir() else path.parent
-    try:
-        if folder.resolve().parent == store.root.resolve():
+    root = store.root
+    try:  # by its path as given, or by where it leads (a symlink into or out of the store)
+        if (Path(os.path.abspath(folder)).parent == Path(os.path.abspath(root))
+                or folder.resolve().parent == root.resolve()):
             return folder
     except OSError:
         return None
