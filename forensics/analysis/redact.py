@@ -163,7 +163,7 @@ class Redactor:
         return self._key
 
     def fingerprint(self, value: str) -> str:
-        digest = hmac.new(self.key, value.encode("utf-8", "surrogateescape"), hashlib.sha256)
+        digest = hmac.new(self.key, value.encode("utf-8", "surrogatepass"), hashlib.sha256)
         return FINGERPRINT_PREFIX + digest.hexdigest()
 
     def mask(self, value: str) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SHOP, archive_path, fingerprint, masked
+from tests.conftest import FINGERPRINT_KEY, SHOP, archive_path, fingerprint, masked
 from tests.doubles.fixtures import MAKE_CHECKPOINT
 from tests.doubles.kubelet import PODMAN
 from tests.report.test_cli import run, save
@@ -242,3 +242,20 @@ def test_ordinary_environment_is_shown(item: str) -> None:
 
     name, _, value = item.partition("=")
     assert Redactor().env(item) == {"name": name, "value": value, "redacted": False}
+
+
+def test_hostile_secret_text_never_breaks_redaction() -> None:
+    from forensics.analysis.redact import Redactor
+
+    lone = "\ud800"  # a lone surrogate, as a hostile Falco alert may carry
+    assert Redactor().argv(["mysql", f"-p{lone}"]) == ["mysql", f"-p{masked_pass(lone)}"]
+    escape = f"{lone}\x1b[2J"
+    assert Redactor().text(f"--token {escape}") == f"--token {masked_pass(escape)}"
+    huge = "x" * 1_000_000
+    assert Redactor().argv(["app", f"--password={huge}"]) == ["app", f"--password={masked(huge)}"]
+
+
+def masked_pass(value: str) -> str:
+    digest = hmac.new(FINGERPRINT_KEY.encode(), value.encode("utf-8", "surrogatepass"),
+                      hashlib.sha256).hexdigest()
+    return f"[redacted:{digest[:12]}]"
