@@ -16,9 +16,11 @@ evidence: a report without one fails unless only its JSON is asked for
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,7 +80,7 @@ def verify_report(report_json: Path, *, archive: str | None = None, check_archiv
         trust = explicit_trust(fingerprints=[expected_key]) if expected_key else default_trust()
     result = Verification(str(report_json))
     try:
-        data = report_json.read_bytes()
+        data = read_regular(report_json)
     except OSError as exc:
         raise ReportError(f"{report_json}: cannot read", why=exc.strerror or str(exc)) from None
     result.report_sha256 = sha256_hex(data)
@@ -187,7 +189,7 @@ def _renderings(folder: Path, report_bytes: bytes, document: dict[str, Any],
                                   "the evidence; --json-only checks the JSON alone)"], "")
         return
     try:
-        manifest = json.loads(path.read_bytes())
+        manifest = json.loads(read_regular(path))
         if not isinstance(manifest, dict):
             raise ValueError("not a JSON object")
     except (OSError, ValueError) as exc:
@@ -208,8 +210,11 @@ def _renderings(folder: Path, report_bytes: bytes, document: dict[str, Any],
         try:
             size, digest = ((len(report_bytes), sha256_hex(report_bytes)) if name == "report.json"
                             else _hash_file(str(folder / name)))
-        except OSError:
+        except FileNotFoundError:
             problems.append(f"{name}: missing")
+            continue
+        except OSError as exc:
+            problems.append(f"{name}: cannot be read ({exc.strerror or exc})")
             continue
         if digest != entry.get("sha256"):
             problems.append(f"{name}: sha256 {digest} is not the signed "
@@ -275,10 +280,25 @@ def _stored_archive(document: dict[str, Any], ref: str, result: Verification) ->
                    f"manifest {pulled.digest} as recorded")
 
 
+def _open_regular(path: str | Path) -> int:
+    """Open a regular file for reading; a FIFO, device or folder (a tampered store) is an
+    OSError instead of a read that blocks or never ends."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file")
+    return fd
+
+
+def read_regular(path: Path) -> bytes:
+    with open(_open_regular(path), "rb") as f:
+        return f.read()
+
+
 def _hash_file(path: str) -> tuple[int, str]:
     digest = hashlib.sha256()
     size = 0
-    with open(path, "rb", buffering=0) as f:
+    with open(_open_regular(path), "rb", buffering=0) as f:
         while chunk := f.read(HASH_CHUNK):
             digest.update(chunk)
             size += len(chunk)

@@ -238,3 +238,20 @@ def test_reindex_never_moves_aside_an_index_of_a_newer_csi(
     assert [p.name for p in index.parent.iterdir() if ".corrupt-" in p.name] == []
     with sqlite3.connect(index) as conn:
         assert conn.execute("SELECT id FROM reports").fetchall() == [(rid,)]
+
+
+def test_a_fifo_planted_in_a_report_folder_fails_instead_of_hanging(
+        capsys: pytest.CaptureFixture[str], home: Path) -> None:
+    rid, other = save(capsys, CRIU41), save(capsys, SHOP)
+    folder = home / "reports" / rid
+    (folder / "report.html").unlink()
+    os.mkfifo(folder / "report.html")
+    code, out, _ = run(capsys, "report", "verify", "--skip-archive", rid)
+    assert code == 3 and "FAILED  renderings: report.html: cannot be read (not a regular file)" in out
+    (home / "reports" / other / "report.json").unlink()
+    os.mkfifo(home / "reports" / other / "report.json")
+    code, _, err = run(capsys, "report", "verify", "--skip-archive", other)
+    assert (code, err) == (1, f"csi: error: {home / 'reports' / other / 'report.json'}: cannot "
+                              "read: not a regular file\n")
+    code, out, err = run(capsys, "report", "reindex")
+    assert code == 0 and out.startswith("0 report(s) indexed, 2 folder(s) left out")
