@@ -247,7 +247,8 @@ def test_a_fifo_planted_in_a_report_folder_fails_instead_of_hanging(
     (folder / "report.html").unlink()
     os.mkfifo(folder / "report.html")
     code, out, _ = run(capsys, "report", "verify", "--skip-archive", rid)
-    assert code == 3 and "FAILED  renderings: report.html: cannot be read (not a regular file)" in out
+    assert code == 3
+    assert "FAILED  renderings: report.html: cannot be read (not a regular file)" in out
     (home / "reports" / other / "report.json").unlink()
     os.mkfifo(home / "reports" / other / "report.json")
     code, _, err = run(capsys, "report", "verify", "--skip-archive", other)
