@@ -39,12 +39,22 @@ def private_dir(path: Path, home: Path | None = None) -> Path:
     """
     path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
     for folder in (home, path):
-        if folder is None:
+        if folder is None or _shared(folder):
             continue
         with contextlib.suppress(OSError):  # not ours to change (e.g. a shared mount): leave it
             if stat.S_IMODE(folder.stat().st_mode) & 0o077:
                 os.chmod(folder, PRIVATE_DIR)
     return path
+
+
+def _shared(folder: Path) -> bool:
+    """A folder csi must never narrow, even as its home: /, the user's home, /tmp-like ones."""
+    try:
+        real = folder.resolve()
+        sticky = bool(real.stat().st_mode & stat.S_ISVTX)
+    except OSError:
+        return True
+    return sticky or real == Path("/") or real == Path(os.path.expanduser("~")).resolve()
 
 
 def private_file(path: Path | str) -> None:

@@ -79,3 +79,14 @@ def test_serve_token_file_readable_by_others_warns_once(tmp_path: Path) -> None:
                              "anyone on this machine who can read it can use it; run "
                              f"`chmod 600 {token}`")
     assert "Traceback" not in log.read_text()
+
+
+def test_a_csi_home_set_to_a_shared_folder_is_not_narrowed(tmp_path: Path) -> None:
+    from forensics.report.home import private_dir
+
+    shared = tmp_path / "shared-tmp"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)  # like /tmp
+    private_dir(shared / "reports", shared)
+    assert mode(shared) == 0o1777
+    assert mode(shared / "reports") == 0o700
