@@ -1,38 +1,22 @@
-"""secrets: credentials in process environments and memory, reported redacted."""
+"""secrets: credentials in process environments and memory, reported redacted.
+
+What counts as a secret, and how it is shown, is :mod:`forensics.analysis.redact`'s.
+"""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Any
 
 from forensics.analysis.base import Context
 from forensics.analysis.findings import Finding, Record, Severity
-from forensics.analysis.helpers import redact, sha256_text
+from forensics.analysis.redact import SECRET_NAME, VALUE_TYPES, Redactor, classify
 
-SECRET_NAME = re.compile(
-    r"(PASSW(OR)?D|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL|ACCESS_?KEY|AUTH|"
-    r"^STRIPE_|_DSN$|CONN(ECTION)?_?STRING)", re.IGNORECASE)
-VALUE_TYPES: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("aws-access-key-id", re.compile(r"^(AKIA|ASIA)[0-9A-Z]{16}$")),
-    ("github-token", re.compile(r"^gh[pousr]_[A-Za-z0-9]{36}$")),
-    ("slack-token", re.compile(r"^xox[abprs]-")),
-    ("stripe-live-key", re.compile(r"^[sr]k_live_")),
-    ("private-key", re.compile(r"-----BEGIN ([A-Z]+ )?PRIVATE KEY-----")),
-)
+__all__ = ["SECRET_NAME", "VALUE_TYPES", "SecretsAnalyzer", "classify"]
 MEMORY_RULES = {"aws_access_key": "aws-access-key-id", "github_token": "github-token",
                 "slack_token": "slack-token", "stripe_key": "stripe-live-key",
                 "private_key": "private-key"}
 MAX_LOCATIONS = 20
-
-
-def classify(name: str, value: str) -> str | None:
-    for kind, pattern in VALUE_TYPES:
-        if pattern.search(value):
-            return kind
-    if SECRET_NAME.search(name) and value:
-        return "named-secret"
-    return None
 
 
 class SecretsAnalyzer:
@@ -49,10 +33,8 @@ class SecretsAnalyzer:
         yield from self._memory(ctx)
 
     def _show(self, ctx: Context, value: str) -> dict[str, Any]:
-        shown = {"redacted": redact(value), "sha256": sha256_text(value)}
-        if ctx.options.reveal:
-            shown["value"] = value
-        return shown
+        """Never the value (unless --reveal), nor its length: a keyed fingerprint."""
+        return Redactor(reveal=ctx.options.reveal).shown(value)
 
     def _environment(self, ctx: Context) -> Iterator[Finding | Record]:
         found: dict[tuple[str, str], list[int]] = {}

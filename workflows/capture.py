@@ -154,7 +154,12 @@ def build(backend: str = "native", image: str = IMAGE,
             ["report-id", "verdict"], inputs=analyze_inputs,
             env=[*registry_env, m.EnvVar(name="CSI_SIGNING_KEY_PEM", value_from=m.EnvVarSource(
                 secret_key_ref=m.SecretKeySelector(name="csi-signing-key",
-                                                   key="signing-key.pem")))],
+                                                   key="signing-key.pem"))),
+                 # one fingerprint key for every pod, so a secret matches across reports
+                 m.EnvVar(name="CSI_FINGERPRINT_KEY", value_from=m.EnvVarSource(
+                     secret_key_ref=m.SecretKeySelector(name="csi-signing-key",
+                                                        key="fingerprint.key",
+                                                        optional=True)))],
             volumes=[reg_auth], extra_mounts=[auth_mount],
             artifacts=[m.Artifact(name=f"report-{ext}", path=f"{REPORT}/report.{ext}",
                                   archive=m.ArchiveStrategy(none=m.NoneStrategy()))

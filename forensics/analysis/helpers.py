@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import posixpath
 
@@ -45,17 +44,6 @@ def address_class(host: str) -> str:
     if ip.is_private:
         return "private"
     return "public"
-
-
-def redact(value: str) -> str:
-    """First and last characters only, and the length: enough to recognise, not to use."""
-    if len(value) <= 8:
-        return f"{'*' * len(value)} ({len(value)} chars)"
-    return f"{value[:4]}…{value[-2:]} ({len(value)} chars)"
-
-
-def sha256_text(value: str) -> str:
-    return hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def file_type(head: bytes) -> str:

@@ -39,7 +39,9 @@ def load_alert(path: str) -> dict[str, Any]:
 @click.option("--analyzer", "names", multiple=True, help="Run only these analyzers (repeatable).")
 @click.option("--format", "fmt", type=click.Choice(["tree", "json", "md"]), default="tree",
               show_default=True)
-@click.option("--reveal", is_flag=True, help="Show secrets in clear (redacted by default).")
+@click.option("--reveal", is_flag=True,
+              help="Show secrets in clear: environment values, passwords in command lines "
+                   "(redacted by default, shown by a keyed fingerprint).")
 @click.option("--list", "list_only", is_flag=True, help="List the analyzers and exit.")
 @click.option("--save", is_flag=True,
               help="Also write a signed report (JSON, HTML, Markdown) to the report store.")
@@ -75,7 +77,9 @@ def analyze(archive: str | None, alert_path: str | None, yara_files: tuple[str, 
 
         options = Options(alert=alert, yara_rules=list(yara_files), reveal=reveal)
         analysis = run_analysis(ckpt, options, list(names))
-        result = analysis.to_dict()
+        from forensics.analysis.redact import Redactor, redact_analysis
+
+        result = redact_analysis(analysis.to_dict(), Redactor(reveal=reveal))
         if save:
             from dataclasses import replace
 

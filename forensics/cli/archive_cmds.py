@@ -62,9 +62,17 @@ def show(archives: tuple[str, ...], fmt: str) -> None:
 @click.option("--pid", type=int, default=None, help="Only this process and its descendants.")
 @click.option("--format", "fmt", type=click.Choice(["tree", "json"]), default="tree",
               show_default=True)
+@click.option("--reveal", is_flag=True,
+              help="Show secrets in environments and command lines in clear (redacted by "
+                   "default, shown by a keyed fingerprint).")
 def inspect(archives: tuple[str, ...], everything: bool, pid: int | None, fmt: str,
-            **flags: bool) -> None:
-    """Everything a checkpoint holds, as checkpointctl's tree or JSON (its key names)."""
+            reveal: bool, **flags: bool) -> None:
+    """Everything a checkpoint holds, as checkpointctl's tree or JSON (its key names).
+
+    Secrets (passwords, tokens, keys in environments and command lines) are
+    redacted unless --reveal is given.
+    """
+    from forensics.analysis.redact import Redactor
     from forensics.report import terminal
     from forensics.report.inspect import Sections
 
@@ -74,7 +82,9 @@ def inspect(archives: tuple[str, ...], everything: bool, pid: int | None, fmt: s
         if pid is not None and not any(flags.values()):
             flags["ps_tree"] = True  # --pid alone shows that part of the tree
         sections = Sections(pid=pid, **flags)
-    rows = _collect(archives, lambda c: _checked_inspect(c, sections))
+    redactor = Redactor(reveal=reveal)
+    rows = [redactor.processes(row) for row in
+            _collect(archives, lambda c: _checked_inspect(c, sections))]
     if fmt == "json":
         dump_json(rows)
         for row in rows:
@@ -119,12 +129,18 @@ def list_cmd(folders: tuple[str, ...], fmt: str) -> None:
 @click.command()
 @click.argument("a", type=click.Path())
 @click.argument("b", type=click.Path())
-def diff(a: str, b: str) -> None:
-    """What changed from checkpoint A to checkpoint B of the same container (JSON)."""
+@click.option("--reveal", is_flag=True,
+              help="Show secrets in environments and command lines in clear.")
+def diff(a: str, b: str, reveal: bool) -> None:
+    """What changed from checkpoint A to checkpoint B of the same container (JSON).
+
+    Secrets in command lines and environments are redacted unless --reveal.
+    """
+    from forensics.analysis.redact import Redactor
     from forensics.archive.diff import diff_checkpoints
 
     with open_checkpoint(a) as ca, open_checkpoint(b) as cb:
-        result = diff_checkpoints(ca, cb)
+        result = Redactor(reveal=reveal).tree(diff_checkpoints(ca, cb))
         if not result["same_container"]:
             click.echo("csi: warning: the two archives are of different containers", err=True)
         dump_json(result)

@@ -157,26 +157,42 @@ def export(report_id: str, fmt: str, output: str) -> None:
 @click.option("--archive", type=click.Path(dir_okay=False),
               help="The archive's location, if not where the report says it was analysed.")
 @click.option("--skip-archive", is_flag=True, help="Do not re-hash the archive.")
-@click.option("--key-fingerprint", help="Fail unless signed by this key (sha256:…).")
-def verify(target: str, archive: str | None, skip_archive: bool,
-           key_fingerprint: str | None) -> None:
+@click.option("--key", "key_files", multiple=True, type=click.Path(dir_okay=False),
+              help="Accept only a signer whose PEM public (or private) key is in this file.")
+@click.option("--key-fingerprint", "fingerprints", multiple=True,
+              help="Accept only a signer with this fingerprint (sha256:…).")
+@click.option("--json-only", is_flag=True,
+              help="Check report.json alone, not the HTML, Markdown and manifest beside it.")
+def verify(target: str, archive: str | None, skip_archive: bool, key_files: tuple[str, ...],
+           fingerprints: tuple[str, ...], json_only: bool) -> None:
     """Check a report's signature and every hash in its chain of custody.
 
     ID|FILE is a stored report (ID, unique prefix, `latest`), or a report.json
-    file (or the folder holding it) from anywhere. Exit status 3 if anything
-    does not match, with each mismatch named.
+    file (or the folder holding it) from anywhere. The signer must be this
+    installation's key or one in $CSI_HOME/trusted-keys (one fingerprint a
+    line), or one named by --key/--key-fingerprint. A stored report must also
+    be the one its folder and index row name. Exit status 3 if anything does
+    not match, with each mismatch named.
     """
     from forensics.report.errors import VerificationError
+    from forensics.report.trust import explicit_trust
     from forensics.report.verify import verify_report
+    from forensics.report.verify_store import stored_folder, verify_stored
 
+    trust = explicit_trust(key_files, fingerprints) if key_files or fingerprints else None
+    options: dict[str, Any] = {"archive": archive, "check_archive": not skip_archive,
+                               "trust": trust, "json_only": json_only}
+    store = _store()
     path = Path(target)
-    if path.is_dir():
-        path = path / "report.json"
-    if not path.is_file():
-        store = _store()
-        path = store.directory(store.resolve(target).id) / "report.json"
-    result = verify_report(path, archive=archive, check_archive=not skip_archive,
-                           expected_key=key_fingerprint)
+    if path.exists():
+        folder = stored_folder(store, path)
+        if folder is not None:
+            result = verify_stored(store, folder, store.get(folder.name), **options)
+        else:
+            result = verify_report(path / "report.json" if path.is_dir() else path, **options)
+    else:
+        row = store.resolve(target)
+        result = verify_stored(store, store.directory(row.id), row, **options)
     marks = {"ok": "[green]    ok[/]", "failed": "[bold red]FAILED[/]",
              "skipped": "[yellow]  skip[/]"}
     from rich.markup import escape
@@ -188,7 +204,8 @@ def verify(target: str, archive: str | None, skip_archive: bool,
             console.print(f"{'':>8}{escape(problem)}")
     if not result.ok:
         raise VerificationError(f"report {result.subject} FAILED verification", result.problems)
-    console.print(f"report {escape(result.subject)}: verified")
+    console.print(f"report {escape(result.subject)}: verified"
+                  + (" (report.json only: --json-only)" if json_only else ""))
 
 
 @report.command()
@@ -204,7 +221,18 @@ def key() -> None:
 
 @report.command()
 def reindex() -> None:
-    """Index report folders the index lacks (after a crash, or copied in by hand)."""
+    """Rebuild the report index from the report folders, verifying each.
+
+    For a lost or corrupted index (it is moved aside), or folders copied in
+    by hand. A folder that fails verification is listed and left out.
+    """
+    from forensics.report.reindex import reindex as rebuild
+
     store = _store()
-    added = store.reindex()
-    click.echo(f"{added} report(s) added to the index ({store.index_path})")
+    done = rebuild(store)
+    if done.set_aside:
+        click.echo(f"the corrupt index was moved aside to {done.set_aside}", err=True)
+    for folder, why in done.bad:
+        click.echo(f"not indexed: {folder}: {why}", err=True)
+    click.echo(f"{len(done.indexed)} report(s) indexed, {len(done.bad)} folder(s) left out "
+               f"({store.index_path})")

@@ -43,6 +43,7 @@ from forensics.receiver.schema import (
     checkpoint_loop,
     migrate,
 )
+from forensics.report.home import private_db
 
 SYNC_MODES = {"normal": "NORMAL", "full": "FULL"}
 CAPTURE_STATES = ("queued", "running", "done", "failed")
@@ -100,9 +101,10 @@ class Journal:
             raise JournalError(f"SQLite {sqlite3.sqlite_version} is too old for the journal "
                                f"(need {'.'.join(map(str, MIN_SQLITE))} or newer)")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                                        timeout=30)
+            private_db(path)  # alerts are evidence: 0600, whatever the umask
             mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise JournalError(f"{path}: cannot switch the journal to WAL mode ({mode})")

@@ -4,9 +4,9 @@ The findings and records are the analyzers' own, verbatim; the report adds
 what a responder needs around them: the process tree read from the
 checkpoint (with the findings that point at each process), a summary, a
 timeline and the chain of custody, down to the sha256 of every archive
-member. Secrets never appear in clear: environment values and command-line
-arguments that the secrets analyzer flagged are redacted (all environment
-values are, if that analyzer did not run).
+member. Secrets never appear in clear: environment values, command lines,
+findings and the triggering alert go through :mod:`forensics.analysis.redact`
+(all environment values are redacted if the secrets analyzer did not run).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from forensics import __version__
-from forensics.analysis.helpers import redact, sha256_text
+from forensics.analysis.redact import Redactor as TextRedactor
 from forensics.report.canonical import json_safe
 from forensics.report.errors import ReportError
 from forensics.report.provenance import Provenance, iso, now
@@ -39,6 +39,7 @@ TOP_FINDINGS = 5
 RECORD_SECTIONS = {"connection": "network", "file": "files", "ioc": "iocs",
                    "secret": "secrets", "alert": "alert_checks"}
 SUPERSEDED = {"process"}  # the report's "processes" holds all of it, and more
+UNREDACTED_RECORDS = {"file", "connection", "secret", "process"}  # no argv/text, or not kept
 HASH_CHUNK = 4 << 20
 
 
@@ -63,7 +64,11 @@ def build_report(result: AnalysisResult, provenance: Provenance, *,
     findings: list[dict[str, Any]] = analysis["findings"]
     secrets_ran = any(r["name"] == "secrets" and r["status"] == "ran"
                       for r in analysis["analyzers"])
-    redactor = Redactor(records.get("secret", []), redact_all_env=not secrets_ran)
+    redactor = Redactor(redact_all_env=not secrets_ran)
+    findings = redactor.tree(findings)  # argv and Falco output fields quoted in evidence
+    records = {kind: items if kind in UNREDACTED_RECORDS else redactor.tree(items)
+               for kind, items in records.items()}
+    analysis = {**analysis, "findings": findings, "records": records}
     subject = _subject(analysis, provenance)
     doc: dict[str, Any] = {
         "schema": SCHEMA,
@@ -71,7 +76,7 @@ def build_report(result: AnalysisResult, provenance: Provenance, *,
         "id": report_id or new_report_id(),
         "created": iso(created),
         "subject": subject,
-        "trigger": provenance.trigger.to_dict(),
+        "trigger": redactor.tree(provenance.trigger.to_dict()),
         "summary": _summary(analysis, records.get("alert", [])),
         "findings": findings,
         "processes": process_entries(ckpt, findings, redactor),
@@ -140,31 +145,21 @@ def _tool(analysis: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------ processes
 
 
-class Redactor:
-    """Hides the values the secrets analyzer flagged (matched by their sha256)."""
+class Redactor(TextRedactor):
+    """The report's redaction; every environment value if the secrets analyzer did not run."""
 
-    def __init__(self, secret_records: list[dict[str, Any]], *, redact_all_env: bool) -> None:
-        self.digests = {s["sha256"] for s in secret_records if s.get("sha256")}
+    def __init__(self, *, redact_all_env: bool) -> None:
+        super().__init__()
         self.redact_all_env = redact_all_env
-
-    def is_secret(self, value: str) -> bool:
-        return bool(value) and sha256_text(value) in self.digests
 
     def env(self, item: str) -> dict[str, Any]:
         name, sep, value = item.partition("=")
-        if not sep:
-            return {"name": item, "value": None, "redacted": False}
-        if self.redact_all_env or self.is_secret(value):
-            return {"name": name, "value": redact(value) if value else "", "redacted": True}
-        return {"name": name, "value": value, "redacted": False}
+        if sep and value and self.redact_all_env:
+            return {"name": name, "value": self.mask(value), "redacted": True}
+        return super().env(item)
 
     def arg(self, arg: str) -> str:
-        if self.is_secret(arg):
-            return redact(arg)
-        key, sep, value = arg.partition("=")
-        if sep and self.is_secret(value):
-            return f"{key}={redact(value)}"
-        return arg
+        return self.argv([arg])[0]
 
 
 def _findings_by_pid(findings: list[dict[str, Any]]) -> dict[int, list[int]]:
@@ -201,7 +196,7 @@ def _process(p: Process, users: dict[int, str], redactor: Redactor) -> dict[str,
     return {
         "pid": p.pid, "ppid": p.ppid, "pgid": p.pgid, "sid": p.sid, "comm": p.comm,
         "state": p.state_name,
-        "cmdline": [redactor.arg(a) for a in p.cmdline] if p.cmdline is not None else None,
+        "cmdline": redactor.argv(p.cmdline) if p.cmdline is not None else None,
         "exe": p.exe, "exe_deleted": p.exe_deleted, "cwd": p.cwd, "root": p.root,
         "uid": uid, "gid": creds.gid if creds else None,
         "euid": creds.euid if creds else None, "egid": creds.egid if creds else None,

@@ -268,8 +268,9 @@ def _secrets(doc: dict[str, Any]) -> Safe:
     rows = [((s.get("source"), tag("code", s.get("name") or ""), s.get("type"),
               ", ".join(map(str, s.get("pids") or [])) or ", ".join(s.get("paths") or []),
               tag("span", s.get("redacted"), class_="redacted"),
-              tag("code", s.get("sha256"))), None) for s in doc["secrets"]]
-    content = table(("source", "name", "type", "where", "value (redacted)", "sha256 of value"),
+              tag("code", s.get("fingerprint") or s.get("sha256"))), None)
+            for s in doc["secrets"]]
+    content = table(("source", "name", "type", "where", "value (redacted)", "fingerprint"),
                     rows) if rows else _note(doc, "secrets", "none found")
     return _section("secrets", "Secrets (redacted)", content)
 

@@ -151,9 +151,10 @@ def _secrets(doc: dict[str, Any]) -> list[str]:
         return [*lines, text(v.section_note(doc, "secrets") or "None found."), ""]
     rows = [[text(s.get("source")), code(s.get("name") or "", cell=True), text(s.get("type")),
              text(", ".join(map(str, s.get("pids") or [])) or ", ".join(s.get("paths") or [])),
-             code(s.get("redacted"), cell=True), code(s.get("sha256"), cell=True)]
+             code(s.get("redacted"), cell=True),
+             code(s.get("fingerprint") or s.get("sha256"), cell=True)]
             for s in doc["secrets"]]
-    return lines + _table(["source", "name", "type", "where", "redacted", "sha256"], rows)
+    return lines + _table(["source", "name", "type", "where", "redacted", "fingerprint"], rows)
 
 
 def _timeline(doc: dict[str, Any]) -> list[str]:

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from forensics.report.canonical import canonical_bytes, part_digests
 from forensics.report.errors import ReportError
-from forensics.report.home import csi_home
+from forensics.report.home import csi_home, private_dir, warn_if_readable
 
 ALGORITHM = "Ed25519"
 CANONICALIZATION = "RFC 8785 (JCS)"
@@ -87,7 +87,9 @@ def load_signing_key(home: Path | None = None, *, create: bool = True) -> Signin
     explicit = os.environ.get(KEY_ENV_PATH)
     path = Path(explicit) if explicit else default_key_path(home)
     try:
-        return _parse(path.read_bytes(), str(path))
+        key = _parse(path.read_bytes(), str(path))
+        warn_if_readable(path, "the report signing key")
+        return key
     except FileNotFoundError:
         if explicit or not create:
             raise ReportError(f"{path}: no signing key there") from None
@@ -102,7 +104,7 @@ def _create(path: Path) -> SigningKey:
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(path.parent, path.parent.parent)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-key-")
         try:
             with os.fdopen(fd, "wb") as f:  # mkstemp makes it 0600

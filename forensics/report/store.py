@@ -13,7 +13,9 @@ renamed into place; only then is its index row inserted, in a ``BEGIN
 IMMEDIATE`` transaction (writers queue on SQLite's lock for up to
 ``BUSY_TIMEOUT`` seconds instead of failing with "database is locked").
 So the index never names a half-written report, and a report whose row was
-lost (a crash between the two steps) comes back with :meth:`ReportStore.reindex`.
+lost (a crash between the two steps), or an index that was corrupted, comes
+back with ``csi report reindex`` (:mod:`forensics.report.reindex`).
+Directories are 0700 and files 0600: reports hold evidence.
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from forensics.report.errors import ReportError, ReportNotFound
-from forensics.report.home import csi_home
+from forensics.report.home import csi_home, open_private, private_db, private_dir
 
 INDEX_FILE = "index.sqlite3"
+REINDEX_HINT = "`csi report reindex` rebuilds the index from the report folders"
 BUSY_TIMEOUT = 60.0  # seconds a writer waits for another's transaction
 DEFAULT_LIMIT = 50
 RANK = {"none": -1, "info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
@@ -180,7 +183,7 @@ class ReportStore:
             conn = sqlite3.connect(self.index_path, timeout=BUSY_TIMEOUT, isolation_level=None)
         except sqlite3.Error as exc:
             raise ReportError(f"{self.index_path}: cannot open the report index",
-                              why=str(exc)) from None
+                              why=str(exc), hint=REINDEX_HINT) from None
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
             self._migrate(conn)
@@ -189,7 +192,8 @@ class ReportStore:
         except sqlite3.IntegrityError:
             raise
         except sqlite3.Error as exc:
-            raise ReportError(f"{self.index_path}: report index error", why=str(exc)) from None
+            raise ReportError(f"{self.index_path}: report index error", why=str(exc),
+                              hint=REINDEX_HINT) from None
         finally:
             conn.close()
 
@@ -228,6 +232,7 @@ class ReportStore:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        private_db(self.index_path)
 
     # ------------------------------------------------------------ writing
 
@@ -237,14 +242,13 @@ class ReportStore:
             raise ReportError(f"{report_id!r} is not a report ID")
         final = self.root / report_id
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".tmp-{report_id}-"))
+            private_dir(self.root, self.home)
+            tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".tmp-{report_id}-"))  # 0700
             for name, data in files.items():
-                with open(tmp / name, "wb") as f:
+                with os.fdopen(open_private(tmp / name), "wb") as f:
                     f.write(data)
                     f.flush()
                     os.fsync(f.fileno())
-            os.chmod(tmp, 0o755)
             _fsync_dir(tmp)
             try:
                 os.rename(tmp, final)  # fails if the directory exists and is not empty
@@ -267,7 +271,7 @@ class ReportStore:
     def insert(self, rows: Iterable[IndexRow], *, ignore_existing: bool = False) -> int:
         """Add index rows in one transaction; returns how many were added."""
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            private_dir(self.root, self.home)
         except OSError as exc:
             raise ReportError(f"{self.root}: cannot create the report store",
                               why=exc.strerror or str(exc)) from None
@@ -284,23 +288,44 @@ class ReportStore:
                 raise
             return conn.total_changes - before
 
-    def reindex(self) -> int:
-        """Index every report directory that the index lacks; returns how many were added."""
-        from forensics.report.canonical import sha256_hex
-
-        rows = []
-        if not self.root.is_dir():
-            return 0
-        for entry in sorted(self.root.iterdir()):
-            if entry.name.startswith(".") or not (entry / "report.json").is_file():
-                continue
-            data = (entry / "report.json").read_bytes()
+    def replace_all(self, rows: Iterable[IndexRow]) -> int:
+        """Make the index hold exactly ``rows``, in one transaction; returns how many."""
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
             try:
-                rows.append(IndexRow.from_document(json.loads(data), sha256_hex(data)))
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ReportError(f"{entry / 'report.json'}: not a csi report",
-                                  why=str(exc)) from None
-        return self.insert(rows, ignore_existing=True)
+                conn.execute("DELETE FROM reports")
+                before = conn.total_changes
+                conn.executemany(f"INSERT INTO reports ({', '.join(COLUMNS)}) VALUES "
+                                 f"({', '.join('?' * len(COLUMNS))})", (r.values() for r in rows))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return conn.total_changes - before
+
+    def set_aside_index(self) -> Path | None:
+        """Rename an index that cannot be opened out of the way; returns its new name."""
+        if not self.index_path.exists() or not _corrupt(self.index_path):
+            return None  # (an index of a newer csi is not corrupt: it is refused, not moved)
+        aside = self.index_path.with_name(
+            f"{INDEX_FILE}.corrupt-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}")
+        try:
+            for suffix in ("-wal", "-shm", ""):  # the main file last: it is what we test for
+                with contextlib.suppress(FileNotFoundError):
+                    os.rename(f"{self.index_path}{suffix}", f"{aside}{suffix}")
+        except OSError as exc:
+            raise ReportError(f"{self.index_path}: cannot move the corrupt index aside",
+                              why=exc.strerror or str(exc)) from None
+        return aside
+
+    def get(self, report_id: str) -> IndexRow | None:
+        """The index row of exactly ``report_id``, or None."""
+        if not self.index_path.exists() or not _ID.match(report_id):
+            return None
+        with self._connect() as conn:
+            found = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM reports WHERE id = ?",
+                                 (report_id,)).fetchone()
+        return IndexRow.from_values(found) if found else None
 
     # ------------------------------------------------------------ reading
 
@@ -358,6 +383,20 @@ class ReportStore:
 
     def directory(self, report_id: str) -> Path:
         return self.root / report_id
+
+
+def _corrupt(path: Path) -> bool:
+    """Whether SQLite cannot read ``path`` as a sound database."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT)
+    except sqlite3.Error:
+        return True
+    try:
+        return [r[0] for r in conn.execute("PRAGMA quick_check")] != ["ok"]
+    except sqlite3.DatabaseError:
+        return True
+    finally:
+        conn.close()
 
 
 def _fsync_dir(path: Path) -> None:

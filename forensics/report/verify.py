@@ -7,13 +7,20 @@ is consistent (the sha256 before analysis matches the one at capture); the
 renderings match the signed manifest; and the archive file, hashed again
 now, has the sha256 and size the report records (and, if not, which of its
 members changed).
+
+The signer must be trusted (see :mod:`forensics.report.trust`): a report
+altered and re-signed with a fresh key fails. The manifest is part of the
+evidence: a report without one fails unless only its JSON is asked for
+(``json_only``), which the result says.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,9 +28,11 @@ from typing import Any
 from forensics.report.canonical import canonical_bytes, sha256_hex
 from forensics.report.errors import ReportError
 from forensics.report.schema import schema_errors
-from forensics.report.signing import check_signature, load_signing_key
+from forensics.report.signing import check_signature
+from forensics.report.trust import Trust, default_trust, explicit_trust
 
 HASH_CHUNK = 4 << 20
+RENDERED = ("report.html", "report.json", "report.md")
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,8 @@ class Verification:
     subject: str  # the report's ID, or the file
     checks: list[Check] = field(default_factory=list)
     fingerprint: str | None = None
+    report_id: str | None = None  # the id the document claims
+    report_sha256: str | None = None  # of the report file's bytes
 
     @property
     def ok(self) -> bool:
@@ -58,17 +69,26 @@ class Verification:
 
 
 def verify_report(report_json: Path, *, archive: str | None = None, check_archive: bool = True,
-                  expected_key: str | None = None) -> Verification:
-    """Verify the report file ``report_json`` (with ``manifest.json`` beside it, if there)."""
+                  expected_key: str | None = None, trust: Trust | None = None,
+                  json_only: bool = False) -> Verification:
+    """Verify the report file ``report_json`` and the ``manifest.json`` beside it.
+
+    ``trust`` says which signers are accepted (default: this installation's
+    key and its trusted-keys file; ``expected_key``: that fingerprint only).
+    """
+    if trust is None:
+        trust = explicit_trust(fingerprints=[expected_key]) if expected_key else default_trust()
     result = Verification(str(report_json))
     try:
-        data = report_json.read_bytes()
+        data = read_regular(report_json)
     except OSError as exc:
         raise ReportError(f"{report_json}: cannot read", why=exc.strerror or str(exc)) from None
+    result.report_sha256 = sha256_hex(data)
     document = _parse(data, report_json.name, result)
     if document is None:
         return result
     result.subject = str(document.get("id", report_json))
+    result.report_id = document.get("id") if isinstance(document.get("id"), str) else None
     try:
         canonical = canonical_bytes(document)
     except ReportError as exc:
@@ -85,9 +105,13 @@ def verify_report(report_json: Path, *, archive: str | None = None, check_archiv
     errors = schema_errors(document)
     result.add("schema", [f"{report_json.name}: schema: {e}" for e in errors],
                f"valid against report.schema.json (version {document.get('schema_version')})")
-    _signature(document, result, expected_key)
+    _signature(document, result, trust)
     _custody(document, result)
-    _renderings(report_json.parent, data, document, result)
+    if json_only:
+        result.skip("renderings", "not checked (--json-only): only report.json was verified, "
+                    "not the HTML, Markdown or manifest")
+    else:
+        _renderings(report_json.parent, data, document, result)
     if check_archive:
         _archive(document, archive, result)
     else:
@@ -123,28 +147,17 @@ def _first_difference(a: bytes, b: bytes) -> int:
     return min(len(a), len(b))
 
 
-def _signature(document: dict[str, Any], result: Verification, expected: str | None) -> None:
+def _signature(document: dict[str, Any], result: Verification, trust: Trust) -> None:
     check = check_signature(document, "report.json")
     result.fingerprint = check.fingerprint
     problems = list(check.problems)
-    if expected and check.fingerprint and check.fingerprint != _normal(expected):
-        problems.append(f"report.json: signed by {check.fingerprint}, not by the expected key "
-                        f"{_normal(expected)}")
-    whose = ""
-    if check.fingerprint:
-        try:
-            local = load_signing_key(create=False).fingerprint
-        except ReportError:
-            local = None
-        whose = (" (this installation's key)" if local == check.fingerprint else
-                 " (not this installation's key: compare the fingerprint with the signer's)")
-    result.add("signature", problems, f"Ed25519 signature by {check.fingerprint}{whose} "
-               "verifies; every part matches its signed digest")
-
-
-def _normal(fingerprint: str) -> str:
-    text = fingerprint.strip().lower()
-    return text if text.startswith("sha256:") else "sha256:" + text
+    untrusted = trust.problem(check.fingerprint) if check.fingerprint else None
+    if untrusted:
+        problems.insert(0, untrusted)
+    origin = trust.origin(check.fingerprint)
+    result.add("signature", problems, f"Ed25519 signature by {check.fingerprint}"
+               f"{f' ({origin})' if origin else ''} verifies; every part matches its signed "
+               "digest")
 
 
 def _custody(document: dict[str, Any], result: Verification) -> None:
@@ -171,10 +184,14 @@ def _renderings(folder: Path, report_bytes: bytes, document: dict[str, Any],
                 result: Verification) -> None:
     path = folder / "manifest.json"
     if not path.is_file():
-        result.skip("renderings", "no manifest.json beside the report")
+        result.add("renderings", [f"manifest.json: missing beside {folder / 'report.json'}: the "
+                                  "HTML and Markdown cannot be checked (the manifest is part of "
+                                  "the evidence; --json-only checks the JSON alone)"], "")
         return
     try:
-        manifest = json.loads(path.read_bytes())
+        manifest = json.loads(read_regular(path))
+        if not isinstance(manifest, dict):
+            raise ValueError("not a JSON object")
     except (OSError, ValueError) as exc:
         result.add("renderings", [f"manifest.json: unreadable ({exc})"], "")
         return
@@ -184,19 +201,26 @@ def _renderings(folder: Path, report_bytes: bytes, document: dict[str, Any],
     if manifest.get("report_id") != document.get("id"):
         problems.append(f"manifest.json: is for report {manifest.get('report_id')}, not "
                         f"{document.get('id')}")
-    files = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
-    for name, entry in sorted(files.items()):
-        file = folder / name
-        data = report_bytes if name == "report.json" else (
-            file.read_bytes() if file.is_file() else None)
-        if data is None:
+    listed = manifest.get("files")
+    files: dict[str, Any] = listed if isinstance(listed, dict) else {}
+    if sorted(files) != list(RENDERED):
+        problems.append(f"manifest.json: lists {sorted(files)!r}, not {list(RENDERED)!r}")
+    for name in RENDERED:
+        entry = files[name] if isinstance(files.get(name), dict) else {}
+        try:
+            size, digest = ((len(report_bytes), sha256_hex(report_bytes)) if name == "report.json"
+                            else _hash_file(str(folder / name)))
+        except FileNotFoundError:
             problems.append(f"{name}: missing")
-        elif sha256_hex(data) != entry.get("sha256"):
-            problems.append(f"{name}: sha256 {sha256_hex(data)} is not the signed "
-                            f"{entry.get('sha256')} ({len(data)} bytes, signed "
+            continue
+        except OSError as exc:
+            problems.append(f"{name}: cannot be read ({exc.strerror or exc})")
+            continue
+        if digest != entry.get("sha256"):
+            problems.append(f"{name}: sha256 {digest} is not the signed "
+                            f"{entry.get('sha256')} ({size} bytes, signed "
                             f"{entry.get('size')}): the file was altered")
-    result.add("renderings", problems,
-               f"{', '.join(sorted(files))} match the signed manifest")
+    result.add("renderings", problems, f"{', '.join(RENDERED)} match the signed manifest")
 
 
 def _archive(document: dict[str, Any], override: str | None, result: Verification) -> None:
@@ -256,10 +280,25 @@ def _stored_archive(document: dict[str, Any], ref: str, result: Verification) ->
                    f"manifest {pulled.digest} as recorded")
 
 
+def _open_regular(path: str | Path) -> int:
+    """Open a regular file for reading; a FIFO, device or folder (a tampered store) is an
+    OSError instead of a read that blocks or never ends."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file")
+    return fd
+
+
+def read_regular(path: Path) -> bytes:
+    with open(_open_regular(path), "rb") as f:
+        return f.read()
+
+
 def _hash_file(path: str) -> tuple[int, str]:
     digest = hashlib.sha256()
     size = 0
-    with open(path, "rb", buffering=0) as f:
+    with open(_open_regular(path), "rb", buffering=0) as f:
         while chunk := f.read(HASH_CHUNK):
             digest.update(chunk)
             size += len(chunk)

@@ -31,7 +31,7 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 
 
 def inspect_json(capsys: pytest.CaptureFixture[str], *args: str) -> list[dict[str, Any]]:
-    code, out, err = run(capsys, "inspect", "--all", "--format", "json", *args)
+    code, out, err = run(capsys, "inspect", "--all", "--reveal", "--format", "json", *args)
     assert code == 0, err
     assert err == ""
     return list(json.loads(out))

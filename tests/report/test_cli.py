@@ -72,8 +72,11 @@ def test_analyze_save_then_list_show_export_verify(
     assert out.splitlines()[-1] == f"report {rid}: verified"
     assert "(this installation's key)" in out
 
-    code, out, _ = run(capsys, "report", "verify", str(tmp_path / "out.json"))
-    assert code == 0 and "skip  renderings: no manifest.json beside the report" in out
+    code, out, err = run(capsys, "report", "verify", str(tmp_path / "out.json"))
+    assert code == 3 and "FAILED  renderings: manifest.json: missing beside " in out
+    code, out, _ = run(capsys, "report", "verify", "--json-only", str(tmp_path / "out.json"))
+    assert code == 0 and "skip  renderings: not checked (--json-only): only report.json" in out
+    assert out.splitlines()[-1] == f"report {rid}: verified (report.json only: --json-only)"
 
     opened: list[str] = []
 
@@ -121,6 +124,6 @@ def test_key_and_reindex(capsys: pytest.CaptureFixture[str], home: Path) -> None
     assert "-----BEGIN PUBLIC KEY-----" in out
     (home / "reports" / "index.sqlite3").unlink()
     code, out, _ = run(capsys, "report", "reindex")
-    assert out.startswith("1 report(s) added to the index")
+    assert out.startswith("1 report(s) indexed, 0 folder(s) left out")
     code, out, _ = run(capsys, "report", "verify", "--key-fingerprint", fingerprint, rid)
     assert code == 0

@@ -159,6 +159,8 @@ def test_a_report_copied_anywhere_verifies_alone(stored: tuple[StoredReport, Pat
     report, _, _ = stored
     lone = tmp_path / "copy.json"
     lone.write_bytes(report.file("report.json").read_bytes())
-    result = verify_report(lone)
+    result = verify_report(lone, json_only=True)
     assert result.ok
     assert statuses(result)["renderings"] == "skipped"
+    assert result.checks[-2].detail == ("not checked (--json-only): only report.json was "
+                                        "verified, not the HTML, Markdown or manifest")
