@@ -210,7 +210,17 @@ def _process(p: Process, users: dict[int, str], redactor: Redactor) -> dict[str,
         "environment": [redactor.env(e) for e in p.environ] if p.environ is not None else None,
         "fds": [{"fd": f.fd, "type": f.type, "path": f.path, "deleted": f.deleted}
                 for f in p.files],
-    }
+    } | _truncation(p)
+
+
+def _truncation(p: Process) -> dict[str, int]:
+    """Bytes of the argv/environment areas beyond what was read (forensics/limits.py)."""
+    out = {}
+    if p.cmdline_truncated:
+        out["cmdline_truncated"] = p.cmdline_truncated
+    if p.environ_truncated:
+        out["environment_truncated"] = p.environ_truncated
+    return out
 
 
 def _passwd(ckpt: Checkpoint) -> dict[int, str]:
