@@ -1,4 +1,4 @@
-"""The argv bomb of issue 11 item 7, as a real podman container (see deploy/dev/workload/argvbomb.c).
+"""The argv bomb of issue 11 item 7 as a real podman container (deploy/dev/workload/argvbomb.c).
 
 :func:`argvbomb_container` builds the static program (cached by the hash of its
 source), puts it alone in a FROM scratch image (built once per source hash),
