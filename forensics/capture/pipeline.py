@@ -194,8 +194,8 @@ def analyze_stored(request: CaptureRequest, settings: Settings, work: str, node:
     from forensics.analysis.worker import run_in_worker
 
     done = run_in_worker("forensics.capture.analyze_job:analyze_pulled", {
-        "copy": copy, "request": request.to_dict(),
-        "result": {**result.to_dict(), "pulled_sha256": pulled.sha256}, "node": node,
+        "copy": copy, "pulled_sha256": pulled.sha256, "request": request.to_dict(),
+        "result": result.to_dict(), "node": node,
         "captured_by": captured_by, "started": _iso(started)})
     result.timeline["analyzed"] = done["timeline"]["analyzed"]
     say("report", "")

@@ -25,6 +25,7 @@ from forensics.analysis.helpers import redact, sha256_text
 from forensics.report.canonical import json_safe
 from forensics.report.errors import ReportError
 from forensics.report.provenance import Provenance, iso, now
+from forensics.report.sizecap import cap_report
 
 if TYPE_CHECKING:
     from forensics.analysis.runner import AnalysisResult
@@ -86,7 +87,7 @@ def build_report(result: AnalysisResult, provenance: Provenance, *,
     doc["other_records"] = {kind: items for kind, items in sorted(records.items())
                             if kind not in RECORD_SECTIONS and kind not in SUPERSEDED}
     safe: dict[str, Any] = json_safe(doc)
-    return safe
+    return cap_report(safe)  # never an unbounded file (forensics/limits.py)
 
 
 # ------------------------------------------------------------------ summary
