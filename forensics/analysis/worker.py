@@ -99,6 +99,23 @@ def _limit_memory(limit: int) -> None:
     resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
 
 
+MEMORY_SIGNS = ("can't start new thread", "not enough memory", "cannot allocate memory",
+                "out of memory")
+
+
+def _exhausted(exc: BaseException) -> bool:
+    """A failure that the memory limit explains: threads without stacks, YARA or zstd
+    without buffers (they say so in their own words)."""
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or any(sign in text for sign in MEMORY_SIGNS)
+
+
+def _out_of_memory(limit: int, detail: str) -> dict[str, Any]:
+    return {"error": f"the analysis ran out of memory under its limit ({_gib(limit)}, "
+                     f"{ANALYSIS_MEMORY_ENV})", "why": detail[:300],
+            "hint": f"raise {ANALYSIS_MEMORY_ENV} if this archive is trusted"}
+
+
 def _say(value: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(value) + "\n")
     sys.stdout.flush()
@@ -109,22 +126,24 @@ def main() -> int:
     job = json.loads(sys.stdin.readline())
     _limit_memory(int(job.get("memory_limit") or 0))
     module_name, _, attr = str(job["function"]).partition(":")
+    limit = int(job.get("memory_limit") or 0)
     try:
         function = getattr(importlib.import_module(module_name), attr)
         result = function(**job["args"])
     except MemoryError:
         try:
-            _say({"error": "the analysis ran out of memory under its limit "
-                           f"({_gib(int(job.get('memory_limit') or 0))}, "
-                           f"{ANALYSIS_MEMORY_ENV})",
-                  "hint": f"raise {ANALYSIS_MEMORY_ENV} if this archive is trusted"})
+            _say(_out_of_memory(limit, "MemoryError"))
         finally:
             os._exit(EXIT_OUT_OF_MEMORY)
-    except CsiError as exc:
-        _say({"error": exc.what, "why": exc.why, "hint": exc.hint, "permanent": exc.permanent})
-        return 1
-    except Exception as exc:  # a bug: one line, as the in-process pipeline recorded it
-        _say({"error": f"internal error: {type(exc).__name__}: {exc}"})
+    except Exception as exc:
+        if limit and _exhausted(exc):  # what running out of memory looks like elsewhere
+            _say(_out_of_memory(limit, str(exc)))
+            return EXIT_OUT_OF_MEMORY
+        if isinstance(exc, CsiError):
+            _say({"error": exc.what, "why": exc.why, "hint": exc.hint,
+                  "permanent": exc.permanent})
+        else:  # a bug: one line, as the in-process pipeline recorded it
+            _say({"error": f"internal error: {type(exc).__name__}: {exc}"})
         return 1
     _say({"result": result})
     return 0
