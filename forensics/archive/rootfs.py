@@ -32,7 +32,7 @@ def list_nested_tar(
     outer = source.members[member_name]
     label = f"{source.path}: {member_name}"
     with source.open_member(member_name) as f:
-        members, warnings = index_tar(f, label, outer.size)
+        members, warnings = index_tar(f, label, outer.size, limits.MAX_NESTED_ENTRIES)
     entries: list[FileEntry] = []
     located: dict[str, Member] = {}
     for inner in sorted(members.values(), key=lambda i: i.name):

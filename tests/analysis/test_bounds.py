@@ -188,3 +188,24 @@ def test_json_member_nested_past_the_bound_but_parsable_is_a_warning(
     with Checkpoint(str(archive)) as ckpt:
         assert (ckpt.config if member == "config.dump" else ckpt.spec) == {}
         assert f"{archive}: {member}: JSON nested more than 64 levels deep" in ckpt.warnings
+
+
+# ------------------------------------------------------------------ item 13: rootfs-diff.tar
+
+
+def test_rootfs_diff_with_more_entries_than_the_bound_is_listed_up_to_it(tmp_path: Path) -> None:
+    """100,001 empty files in rootfs-diff.tar (headers only: 51 MB, ~100 KB compressed)."""
+    import io
+    import tarfile
+
+    inner = io.BytesIO()
+    with tarfile.open(fileobj=inner, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for i in range(limits.MAX_NESTED_ENTRIES + 1):
+            tar.addfile(tarfile.TarInfo(f"tmp/f{i:06d}"))
+    archive = tmp_path / "many-files.tar"
+    rebuild_tar(archive_path(SHOP), str(archive), replace={"rootfs-diff.tar": inner.getvalue()})
+    with Checkpoint(str(archive)) as ckpt:
+        assert len(ckpt.rootfs_diff) == limits.MAX_NESTED_ENTRIES
+        assert ckpt.rootfs_diff[-1].path == "/tmp/f099999"
+        assert (f"{archive}: rootfs-diff.tar: more than 100,000 members; only the first "
+                "100,000 are listed (up to tmp/f099999)") in ckpt.warnings
