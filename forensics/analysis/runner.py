@@ -104,32 +104,48 @@ def _run_one(analyzer: Analyzer, ctx: Context, result: AnalysisResult) -> Analyz
 
 
 class Bounded:
-    """What one analyzer yields, bounded (forensics/limits.py): the first
-    ``MAX_FINDINGS_PER_RULE`` findings of each rule, then one finding per rule saying how
-    many more there were (with the worst severity among them); the first
-    ``MAX_RECORDS_PER_KIND`` records of each kind, the rest counted in a warning."""
+    """What one analyzer yields, bounded (forensics/limits.py): ``MAX_FINDINGS_PER_RULE``
+    findings of each rule, the first ones except that a more severe one displaces the
+    least severe kept (flooding a rule with minor findings hides no severe one), then
+    one finding per rule saying how many more there were, with the worst severity among
+    them; the first ``MAX_RECORDS_PER_KIND`` records of each kind, the rest counted in a
+    warning."""
 
     def __init__(self, analyzer: str) -> None:
         self.analyzer = analyzer
         self.by_rule: dict[str, list[Finding]] = {}
         self.extra: dict[str, tuple[int, Severity, Finding]] = {}  # count, worst, first
+        self.least: dict[str, int] = {}  # rule -> index of its least severe kept finding
         self.records: dict[str, list[Record]] = {}
         self.extra_records: dict[str, int] = {}
 
     def add(self, item: Finding | Record) -> None:
         if isinstance(item, Finding):
-            kept = self.by_rule.setdefault(item.rule, [])
-            if len(kept) < limits.MAX_FINDINGS_PER_RULE and not item.evidence.get("aggregated"):
-                kept.append(_stamped(item, self.analyzer))
-                return
-            count, worst, first = self.extra.get(item.rule, (0, item.severity, item))
-            self.extra[item.rule] = (count + _weight(item), max(worst, item.severity), first)
+            self._finding(item)
             return
         records = self.records.setdefault(item.kind, [])
         if len(records) < limits.MAX_RECORDS_PER_KIND:
             records.append(item)
         else:
             self.extra_records[item.kind] = self.extra_records.get(item.kind, 0) + 1
+
+    def _finding(self, item: Finding) -> None:
+        kept = self.by_rule.setdefault(item.rule, [])
+        aggregated = bool(item.evidence.get("aggregated"))
+        if len(kept) < limits.MAX_FINDINGS_PER_RULE and not aggregated:
+            kept.append(_stamped(item, self.analyzer))
+            return
+        omitted = item
+        if not aggregated and kept:  # each swap raises a slot's severity: at most 4 per slot
+            least = self.least.get(item.rule)
+            if least is None:
+                least = self.least[item.rule] = min(  # the latest of the least severe
+                    range(len(kept)), key=lambda i: (kept[i].severity, -i))
+            if item.severity > kept[least].severity:
+                omitted, kept[least] = kept[least], _stamped(item, self.analyzer)
+                del self.least[item.rule]
+        count, worst, first = self.extra.get(item.rule, (0, omitted.severity, omitted))
+        self.extra[item.rule] = (count + _weight(omitted), max(worst, omitted.severity), first)
 
     def findings(self) -> list[Finding]:
         out = [f for kept in self.by_rule.values() for f in kept]

@@ -209,3 +209,20 @@ def test_rootfs_diff_with_more_entries_than_the_bound_is_listed_up_to_it(tmp_pat
         assert ckpt.rootfs_diff[-1].path == "/tmp/f099999"
         assert (f"{archive}: rootfs-diff.tar: more than 100,000 members; only the first "
                 "100,000 are listed (up to tmp/f099999)") in ckpt.warnings
+
+
+def test_flood_of_minor_findings_does_not_hide_a_severe_one_of_the_same_rule(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """9,999 deleted cache files, and /var/log/auth.log among them (a HIGH finding)."""
+    paths = [f"/var/cache/x{i:07d}" for i in range(9_999)]
+    paths.insert(5_000, "/var/log/auth.log")
+    archive = tmp_path / "flood.tar"
+    rebuild_tar(archive_path(SHOP), str(archive),
+                replace={"deleted.files": json.dumps(paths).encode()})
+    assert main(["analyze", "--format", "json", "--analyzer", "filesystem", str(archive)]) == 0
+    analysis = json.loads(capsys.readouterr().out)
+    deleted = [f for f in analysis["findings"] if f["rule"] == "filesystem.deleted"]
+    assert [(f["severity"], f.get("path")) for f in deleted[:2]] == [
+        ("high", "/var/log/auth.log"), ("medium", "/var/cache/x0000000")]
+    assert len(deleted) == limits.MAX_FINDINGS_PER_RULE + 1
+    assert (deleted[-1]["severity"], deleted[-1]["evidence"]["omitted"]) == ("medium", 9_950)
