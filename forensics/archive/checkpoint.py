@@ -313,6 +313,7 @@ class Checkpoint:
         if total > len(paths):
             self.deleted_files_omitted = total - len(paths)
             self._warnings.append(
-                f"{self.path}: deleted.files lists {total:,} paths; only the first "
-                f"{len(paths):,} are kept ({self.deleted_files_omitted:,} more are counted)")
+                f"{self.path}: deleted.files lists {total:,} paths; {len(paths):,} are kept "
+                f"(the first ones, and any under /var/log/) and "
+                f"{self.deleted_files_omitted:,} more are counted")
         return paths

@@ -63,7 +63,8 @@ def _hash(source: ArchiveSource, window: Member) -> str:
 def parse_deleted_files(data: bytes, keep: int = limits.MAX_DELETED_FILES
                         ) -> tuple[list[str], int]:
     """``deleted.files`` is a JSON list of the paths removed from the image's rootfs: the
-    first ``keep`` paths, and how many the list holds in all.
+    first ``keep`` paths, then up to ``keep`` more under ``NOTABLE`` (so that no flood of
+    paths hides a deleted log), and how many the list holds in all.
 
     The list is the attacker's (a million paths compress to 47 KB): a large one is read
     element by element, so only the paths kept are ever held; nesting is bounded (an
@@ -79,12 +80,20 @@ def parse_deleted_files(data: bytes, keep: int = limits.MAX_DELETED_FILES
             raise ValueError(f"not valid JSON ({exc})") from None
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ValueError("expected a JSON list of paths")
-        return value[:keep], len(value)
+        return _kept(value, keep), len(value)
     return _stream_paths(data.decode("utf-8", "surrogateescape"), keep)
 
 
+NOTABLE = ("/var/log/",)  # what the filesystem analyzer rates HIGH when deleted
 SMALL_JSON = 1 << 20  # deleted.files up to this size are parsed whole (fast path)
 _WS = re.compile(r"[ \t\n\r]*")
+
+
+def _kept(paths: list[str], keep: int) -> list[str]:
+    if len(paths) <= keep:
+        return paths
+    notable = (p for p in paths[keep:] if p.startswith(NOTABLE))
+    return paths[:keep] + [p for p, _ in zip(notable, range(keep), strict=False)]
 
 
 def _stream_paths(text: str, keep: int) -> tuple[list[str], int]:
@@ -111,7 +120,7 @@ def _stream_paths(text: str, keep: int) -> tuple[list[str], int]:
                 raise ValueError(f"expected a JSON list of paths (entry {total + 1} is a "
                                  f"{type(value).__name__})")
             total += 1
-            if len(paths) < keep:
+            if len(paths) < keep or (value.startswith(NOTABLE) and len(paths) < 2 * keep):
                 paths.append(value)
             i = _skip(text, i)
             if text[i:i + 1] == ",":

@@ -115,8 +115,26 @@ def test_deleted_files_of_a_million_paths_keeps_ten_thousand(million_deleted: Pa
         assert ckpt.deleted_files[:2] == ["/var/cache/x0000000", "/var/cache/x0000001"]
         assert ckpt.deleted_files[-1] == "/var/cache/x0009999"
         assert ckpt.deleted_files_omitted == 990_000
-        assert (f"{million_deleted}: deleted.files lists 1,000,000 paths; only the first "
-                "10,000 are kept (990,000 more are counted)") in ckpt.warnings
+        assert (f"{million_deleted}: deleted.files lists 1,000,000 paths; 10,000 are kept "
+                "(the first ones, and any under /var/log/) and 990,000 more are counted"
+                ) in ckpt.warnings
+
+
+def test_deleted_log_after_a_million_paths_is_still_kept_and_rated(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    archive = tmp_path / "log-last.tar"
+    paths = [f"/var/cache/x{i:07d}" for i in range(1_000_000)] + ["/var/log/auth.log"]
+    rebuild_tar(archive_path(SHOP), str(archive),
+                replace={"deleted.files": json.dumps(paths).encode()})
+    with Checkpoint(str(archive)) as ckpt:
+        assert len(ckpt.deleted_files) == 10_001
+        assert ckpt.deleted_files[-1] == "/var/log/auth.log"
+        assert ckpt.deleted_files_omitted == 990_000
+    assert main(["analyze", "--format", "json", "--analyzer", "filesystem", str(archive)]) == 0
+    deleted = [f for f in json.loads(capsys.readouterr().out)["findings"]
+               if f["rule"] == "filesystem.deleted"]
+    assert (deleted[0]["severity"], deleted[0]["path"]) == ("high", "/var/log/auth.log")
+    assert deleted[-1]["evidence"]["omitted"] == 1_000_001 - 50
 
 
 def test_deleted_files_of_a_million_paths_analysis_is_bounded_and_aggregated(
