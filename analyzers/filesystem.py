@@ -57,6 +57,11 @@ class FilesystemAnalyzer:
             yield Finding("filesystem.deleted", severity,
                           f"{path} was deleted from the container's file system",
                           path=path, evidence={"path": path}, mitre=("T1070.004",))
+        if c.deleted_files_omitted:  # beyond what csi keeps: counted, never listed
+            yield Finding("filesystem.deleted", Severity.MEDIUM,
+                          f"… and {c.deleted_files_omitted:,} more paths deleted.files lists",
+                          evidence={"aggregated": True, "omitted": c.deleted_files_omitted},
+                          mitre=("T1070.004",))
         yield from self._open_deleted(ctx)
 
     def _file_findings(self, ctx: Context, entry: FileEntry, kind: str) -> Iterator[Finding]:

@@ -33,6 +33,7 @@ class ProcessAnalyzer:
             yield Record("process", {
                 "pid": p.pid, "ppid": p.ppid, "comm": p.comm, "exe": p.exe,
                 "cmdline": list(p.cmdline) if p.cmdline is not None else None,
+                **({"cmdline_truncated": p.cmdline_truncated} if p.cmdline_truncated else {}),
                 "uid": p.creds.uid if p.creds else None, "state": p.state_name,
                 "threads": [{"tid": t.tid, "name": t.name} for t in p.threads],
             })
@@ -47,7 +48,7 @@ class ProcessAnalyzer:
         if not exe:
             return
         evidence = {"exe": exe, "comm": p.comm, "cmdline": _argv(p)}
-        if p.exe_deleted or exe in ctx.checkpoint.deleted_files:
+        if p.exe_deleted or exe in ctx.deleted_paths:
             yield Finding("process.deleted-exe", Severity.HIGH,
                           f"pid {p.pid} ({p.comm}) runs {exe}, which was deleted after it started",
                           pid=p.pid, path=exe, evidence=evidence, mitre=("T1070.004",))

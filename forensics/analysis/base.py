@@ -49,6 +49,10 @@ class Context:
     def rootfs_paths(self) -> frozenset[str]:
         return frozenset(e.path for e in self.checkpoint.rootfs_diff)
 
+    @cached_property
+    def deleted_paths(self) -> frozenset[str]:
+        return frozenset(self.checkpoint.deleted_files)
+
 
 class Analyzer(Protocol):
     name: ClassVar[str]

@@ -65,6 +65,7 @@ class Checkpoint:
             raise
         self._warnings: list[str] = list(self.source.warnings)
         self._located: dict[str, Member] = {}
+        self.deleted_files_omitted = 0  # paths of deleted.files beyond those kept
 
     def __enter__(self) -> Checkpoint:
         return self
@@ -92,8 +93,15 @@ class Checkpoint:
     # ------------------------------------------------------------ metadata
 
     def _json_member(self, name: str) -> dict[str, Any]:
-        if not self.source.has(name):
+        from forensics.limits import MAX_JSON_MEMBER_BYTES
+
+        member = self.source.members.get(name)
+        if member is None or not self.source.has(name):
             self._warnings.append(f"{self.path}: {name}: missing")
+            return {}
+        if member.size > MAX_JSON_MEMBER_BYTES:
+            self._warnings.append(f"{self.path}: {name}: {member.size:,} bytes, more than csi "
+                                  f"reads ({MAX_JSON_MEMBER_BYTES:,}); not read")
             return {}
         try:
             from forensics.archive.metadata import parse_json_object
@@ -283,12 +291,29 @@ class Checkpoint:
 
     @cached_property
     def deleted_files(self) -> list[str]:
+        """The paths ``deleted.files`` lists, the first ``MAX_DELETED_FILES`` of them
+        (:attr:`deleted_files_omitted` counts the rest, and a warning says so)."""
+        from forensics import limits
         from forensics.archive.rootfs import parse_deleted_files
 
-        if not self.source.has("deleted.files"):
+        self.deleted_files_omitted = 0
+        member = self.source.members.get("deleted.files")
+        if member is None:
+            return []
+        if member.size > limits.MAX_DELETED_FILES_BYTES:
+            self._warnings.append(
+                f"{self.path}: deleted.files: {member.size:,} bytes, more than csi reads "
+                f"({limits.MAX_DELETED_FILES_BYTES:,}); its deletions are not listed")
             return []
         try:
-            return parse_deleted_files(self.source.read("deleted.files"))
+            paths, total = parse_deleted_files(self.source.read("deleted.files"))
         except (ValueError, ArchiveError) as exc:
             self._warnings.append(f"{self.path}: deleted.files: {exc}")
             return []
+        if total > len(paths):
+            self.deleted_files_omitted = total - len(paths)
+            self._warnings.append(
+                f"{self.path}: deleted.files lists {total:,} paths; {len(paths):,} are kept "
+                f"(the first ones, and any under /var/log/) and "
+                f"{self.deleted_files_omitted:,} more are counted")
+        return paths

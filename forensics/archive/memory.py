@@ -188,13 +188,33 @@ class ProcessMemory:
         """The NUL-separated strings in [start, end) (argv, envp); None if unreadable."""
         if end <= start or end - start > MAX_STRING_AREA:
             return () if end == start else None
-        if not self.is_mapped(start):
-            return None
-        raw = self.read(start, end - start)
-        parts = raw.split(b"\0")
-        if parts and parts[-1] == b"":
-            parts.pop()
-        return tuple(p.decode("utf-8", errors="backslashreplace") for p in parts)
+        strings, _ = self.read_strings_bounded(start, end, MAX_STRING_AREA, end - start + 1)
+        return strings
+
+    def read_strings_bounded(self, start: int, end: int, max_bytes: int, max_strings: int
+                             ) -> tuple[tuple[str, ...] | None, int]:
+        """At most ``max_strings`` NUL-separated strings from the first ``max_bytes`` of
+        [start, end), and how many bytes of the area they leave out (0: all of it).
+
+        The area's size is the attacker's (a process can hold megabytes of NULs as its
+        argv): only ``max_bytes`` are ever read. None if the area is unreadable."""
+        if end == start:
+            return (), 0
+        if end < start or not self.is_mapped(start):
+            return None, 0
+        size = end - start
+        take = min(size, max_bytes)
+        raw = self.read(start, take)
+        parts = raw.split(b"\0", max_strings)
+        if len(parts) > max_strings:  # more strings than kept: the rest are counted
+            parts = parts[:max_strings]
+            omitted = size - sum(len(p) + 1 for p in parts)
+        else:
+            omitted = size - take  # the last string may be cut short
+            if parts and parts[-1] == b"":
+                parts.pop()
+        strings = tuple(p.decode("utf-8", errors="backslashreplace") for p in parts)
+        return strings, max(0, omitted)
 
     def extents(self) -> list[Run]:
         """Present memory as few runs as possible: entries contiguous both in the address

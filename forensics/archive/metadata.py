@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from forensics.limits import MAX_JSON_DEPTH
+
 _FRACTION = re.compile(r"(?<=:\d\d)\.\d+")
 ENGINE_BY_MANAGER = {"libpod": "Podman", "cri-o": "CRI-O"}
 
@@ -61,17 +63,40 @@ class KubernetesIdentity:
         return self.pod is not None and self.namespace is not None
 
 
-def parse_json_object(data: bytes | str) -> dict[str, Any]:
-    """Parse a JSON object; ValueError with a short reason otherwise."""
+def parse_json_object(data: bytes | str, max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:
+    """Parse a JSON object nested at most ``max_depth`` deep; ValueError with a short
+    reason otherwise (never a RecursionError: the members are the attacker's)."""
     import json  # here, not at the top: memparse never reads metadata (~1.5 ms at start-up)
 
     try:
         value = json.loads(data)
+    except RecursionError:
+        raise ValueError(f"JSON nested more than {max_depth} levels deep") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"not valid JSON ({exc})") from None
     if not isinstance(value, dict):
         raise ValueError(f"JSON {type(value).__name__}, expected an object")
+    if json_depth(value, max_depth) > max_depth:
+        raise ValueError(f"JSON nested more than {max_depth} levels deep")
     return value
+
+
+def json_depth(value: Any, stop: int) -> int:
+    """How deep ``value`` nests (a scalar: 0), walked iteratively; stops past ``stop``."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = (item.values() if isinstance(item, dict) else item
+                    if isinstance(item, list) else None)
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > stop:
+            return deepest
+        stack.extend((child, depth + 1) for child in children
+                     if isinstance(child, dict | list))
+    return deepest
 
 
 def annotations_of(spec: dict[str, Any]) -> dict[str, str]:

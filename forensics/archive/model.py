@@ -106,6 +106,8 @@ class Process:
     sockets: tuple[Socket, ...] = ()
     memory_pages_bytes: int = 0
     shared_memory_bytes: int = 0
+    cmdline_truncated: int = 0  # bytes of the argv area left out (forensics/limits.py)
+    environ_truncated: int = 0  # bytes of the environment area left out
     errors: tuple[str, ...] = field(default=(), compare=False)
 
     @property

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from forensics import limits
 from forensics.archive.criu import messages as m
 from forensics.archive.criu.image import decode_entries, decode_first, decode_prefix
 from forensics.archive.criu.wire import Message
@@ -300,10 +301,12 @@ class ProcessLoader:
             errors.extend(memory.warnings)
             info["memory_pages_bytes"] = memory.present_bytes
             if mm:
-                info["cmdline"] = memory.read_strings(mm.get("mm_arg_start", 0),
-                                                      mm.get("mm_arg_end", 0))
-                info["environ"] = memory.read_strings(mm.get("mm_env_start", 0),
-                                                      mm.get("mm_env_end", 0))
+                info["cmdline"], info["cmdline_truncated"] = memory.read_strings_bounded(
+                    mm.get("mm_arg_start", 0), mm.get("mm_arg_end", 0),
+                    limits.MAX_ARGV_BYTES, limits.MAX_ARGV_STRINGS)
+                info["environ"], info["environ_truncated"] = memory.read_strings_bounded(
+                    mm.get("mm_env_start", 0), mm.get("mm_env_end", 0),
+                    limits.MAX_ENV_BYTES, limits.MAX_ENV_STRINGS)
         return Process(**info, errors=tuple(errors))
 
     def memory(self, pid: int) -> ProcessMemory:

@@ -7,8 +7,10 @@ memory. Nothing is ever extracted to disk.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
+from forensics import limits
 from forensics.archive.source import ArchiveSource, Member, index_tar
 
 if TYPE_CHECKING:
@@ -30,7 +32,7 @@ def list_nested_tar(
     outer = source.members[member_name]
     label = f"{source.path}: {member_name}"
     with source.open_member(member_name) as f:
-        members, warnings = index_tar(f, label, outer.size)
+        members, warnings = index_tar(f, label, outer.size, limits.MAX_NESTED_ENTRIES)
     entries: list[FileEntry] = []
     located: dict[str, Member] = {}
     for inner in sorted(members.values(), key=lambda i: i.name):
@@ -58,11 +60,81 @@ def _hash(source: ArchiveSource, window: Member) -> str:
     return digest.hexdigest()
 
 
-def parse_deleted_files(data: bytes) -> list[str]:
-    """``deleted.files`` is a JSON list of the paths removed from the image's rootfs."""
+def parse_deleted_files(data: bytes, keep: int = limits.MAX_DELETED_FILES
+                        ) -> tuple[list[str], int]:
+    """``deleted.files`` is a JSON list of the paths removed from the image's rootfs: the
+    first ``keep`` paths, then up to ``keep`` more under ``NOTABLE`` (so that no flood of
+    paths hides a deleted log), and how many the list holds in all.
+
+    The list is the attacker's (a million paths compress to 47 KB): a large one is read
+    element by element, so only the paths kept are ever held; nesting is bounded (an
+    entry nested too deep is a ValueError, never a RecursionError)."""
     import json
 
-    value = json.loads(data)
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+    if len(data) <= SMALL_JSON:
+        try:
+            value = json.loads(data)
+        except RecursionError:
+            raise ValueError("nested too deeply to parse") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"not valid JSON ({exc})") from None
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError("expected a JSON list of paths")
+        return _kept(value, keep), len(value)
+    return _stream_paths(data.decode("utf-8", "surrogateescape"), keep)
+
+
+NOTABLE = ("/var/log/",)  # what the filesystem analyzer rates HIGH when deleted
+SMALL_JSON = 1 << 20  # deleted.files up to this size are parsed whole (fast path)
+_WS = re.compile(r"[ \t\n\r]*")
+
+
+def _kept(paths: list[str], keep: int) -> list[str]:
+    if len(paths) <= keep:
+        return paths
+    notable = (p for p in paths[keep:] if p.startswith(NOTABLE))
+    return paths[:keep] + [p for p, _ in zip(notable, range(keep), strict=False)]
+
+
+def _stream_paths(text: str, keep: int) -> tuple[list[str], int]:
+    import json
+
+    decoder = json.JSONDecoder()
+    paths: list[str] = []
+    total = 0
+    i = _skip(text, 0)
+    if text[i:i + 1] != "[":
         raise ValueError("expected a JSON list of paths")
-    return list(value)
+    i = _skip(text, i + 1)
+    if text[i:i + 1] == "]":
+        i += 1
+    else:
+        while True:
+            try:
+                value, i = decoder.raw_decode(text, i)
+            except RecursionError:
+                raise ValueError(f"entry {total + 1} is nested too deeply to parse") from None
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not valid JSON ({exc})") from None
+            if not isinstance(value, str):
+                raise ValueError(f"expected a JSON list of paths (entry {total + 1} is a "
+                                 f"{type(value).__name__})")
+            total += 1
+            if len(paths) < keep or (value.startswith(NOTABLE) and len(paths) < 2 * keep):
+                paths.append(value)
+            i = _skip(text, i)
+            if text[i:i + 1] == ",":
+                i = _skip(text, i + 1)
+                continue
+            if text[i:i + 1] == "]":
+                i += 1
+                break
+            raise ValueError(f"not valid JSON (expected ',' or ']' at char {i})")
+    if _skip(text, i) != len(text):
+        raise ValueError(f"not valid JSON (extra data at char {i})")
+    return paths, total
+
+
+def _skip(text: str, i: int) -> int:
+    match = _WS.match(text, i)
+    return match.end() if match else i

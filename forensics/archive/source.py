@@ -89,14 +89,16 @@ def normalise_member_name(name: str) -> str | None:
     return posixpath.normpath(name)
 
 
-def index_tar(fileobj: IO[bytes], label: str, size: int) -> tuple[dict[str, Member], list[str]]:
+def index_tar(fileobj: IO[bytes], label: str, size: int, max_members: int | None = None
+              ) -> tuple[dict[str, Member], list[str]]:
     """Index a plain tar read from ``fileobj`` (of ``size`` bytes) without reading data.
 
     Returns the members by normalised name and warnings for members that are
     unsafe or cut short, and for a tar that ends early (cut inside a header,
     a damaged header, no end-of-archive marker): what comes before is kept.
     Raises :class:`ArchiveError` when not even the first header can be read.
-    Names that are not UTF-8 keep their bytes as ``\\xNN`` escapes.
+    Names that are not UTF-8 keep their bytes as ``\\xNN`` escapes. With
+    ``max_members``, indexing stops (with a warning) once that many are kept.
     """
     members: dict[str, Member] = {}
     warnings: list[str] = []
@@ -141,6 +143,10 @@ def index_tar(fileobj: IO[bytes], label: str, size: int) -> tuple[dict[str, Memb
                     f"({max(0, size - info.offset_data)} of {data_size} bytes); it and anything "
                     "after it are missing"
                 )
+                break
+            if max_members is not None and len(members) >= max_members:
+                warnings.append(f"{label}: more than {max_members:,} members; only the first "
+                                f"{max_members:,} are listed (up to {last})")
                 break
             last = name
             members[name] = Member(

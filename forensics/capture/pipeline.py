@@ -175,12 +175,9 @@ def analyze_stored(request: CaptureRequest, settings: Settings, work: str, node:
                    ) -> StoredReport:
     """Analyze the copy pulled back from storage (it must be the archive captured) and
     store the signed report; ``result`` gets the report id, verdict and timeline."""
-    from forensics.analysis.base import Options
-    from forensics.analysis.runner import analyze
-    from forensics.archive.checkpoint import Checkpoint
     from forensics.capture.registry.api import pull_archive
-    from forensics.report.provenance import Provenance, Trigger
-    from forensics.report.publish import report_analysis
+    from forensics.report.publish import StoredReport
+    from forensics.report.store import ReportStore
 
     say("pull", result.image_ref)
     copy = os.path.join(work, f"pulled-{result.archive_sha256[:16]}.tar")
@@ -192,38 +189,20 @@ def analyze_stored(request: CaptureRequest, settings: Settings, work: str, node:
         raise CaptureError(f"{result.image_ref} now names manifest {pulled.digest}, not the "
                            f"{result.manifest_digest} pushed",
                            why="the image was replaced after the push")
-    with Checkpoint(copy, hash_cache=False) as ckpt:
-        if ckpt.archive.sha256 != result.archive_sha256 or pulled.sha256 != result.archive_sha256:
-            raise CaptureError(
-                "the stored checkpoint does not match what was captured",
-                why=f"captured sha256 {result.archive_sha256}, pulled {ckpt.archive.sha256}",
-                hint="the evidence may have been tampered with in the registry")
-        alert = request.trigger.alert
-        analysis = analyze(ckpt, Options(alert=alert))
-        result.timeline["analyzed"] = _iso(datetime.now(UTC))
-        trigger = (Trigger.from_alert(alert) if request.trigger.kind == "alert" and alert
-                   else Trigger.by_responder(request.trigger.responder or "unknown",
-                                             request.trigger.reason or None, alert))
-        provenance = Provenance(
-            trigger=trigger, node=node or None,
-            node_archive_path=result.archive_path or None,
-            archive_sha256_at_capture=result.archive_sha256,
-            archive_size_at_capture=result.archive_size, registry_ref=result.image_ref,
-            manifest_digest=result.manifest_digest,
-            checkpoint_requested=_parse(result.timeline.get("checkpoint requested")),
-            checkpoint_written=_parse(result.timeline.get("checkpoint written")),
-            pushed=_parse(result.timeline.get("pushed")), captured_by=captured_by,
-        )
-        say("report", "")
-        stored = report_analysis(analysis, provenance, analysis_started=started)
-        result.report_id = stored.id
-        verdict = analysis.verdict
-        result.verdict = str(verdict) if verdict is not None else "none"
-        result.timeline["reported"] = _iso(datetime.now(UTC))
+    # the analysis runs in a memory-limited worker: a hostile checkpoint costs this
+    # capture, never the receiver (forensics/analysis/worker.py)
+    from forensics.analysis.worker import run_in_worker
+
+    done = run_in_worker("forensics.capture.analyze_job:analyze_pulled", {
+        "copy": copy, "pulled_sha256": pulled.sha256, "request": request.to_dict(),
+        "result": result.to_dict(), "node": node,
+        "captured_by": captured_by, "started": _iso(started)})
+    result.timeline["analyzed"] = done["timeline"]["analyzed"]
+    say("report", "")
+    result.report_id, result.verdict = done["report_id"], done["verdict"]
+    result.timeline["reported"] = done["timeline"]["reported"]
+    stored = StoredReport(result.report_id, ReportStore().directory(result.report_id),
+                          ReportStore().resolve(result.report_id))
     os.unlink(copy)
     return stored
-
-
-def _parse(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
 

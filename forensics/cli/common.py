@@ -72,7 +72,19 @@ def warn(warnings: list[str]) -> None:
 def dump_json(value: Any) -> None:
     import json  # not at the top: memparse, which never writes JSON, must start fast
 
-    text = json.dumps(value, indent=2, ensure_ascii=False)
+    # Streamed in batches: a large document is never held twice (as objects and as text).
     # A lone surrogate (from a forged "\udcff" in config.dump, say) cannot be encoded;
     # written as the same JSON escape it stays valid JSON, valid UTF-8.
-    sys.stdout.write(text.encode("utf-8", "backslashreplace").decode("utf-8") + "\n")
+    batch: list[str] = []
+    held = 0
+    for chunk in json.JSONEncoder(indent=2, ensure_ascii=False).iterencode(value):
+        batch.append(chunk)
+        held += len(chunk)
+        if held >= JSON_BATCH:
+            sys.stdout.write("".join(batch).encode("utf-8", "backslashreplace").decode("utf-8"))
+            batch, held = [], 0
+    batch.append("\n")
+    sys.stdout.write("".join(batch).encode("utf-8", "backslashreplace").decode("utf-8"))
+
+
+JSON_BATCH = 1 << 20  # characters of JSON written at a time

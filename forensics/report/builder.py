@@ -25,6 +25,7 @@ from forensics.analysis.redact import Redactor as TextRedactor
 from forensics.report.canonical import json_safe
 from forensics.report.errors import ReportError
 from forensics.report.provenance import Provenance, iso, now
+from forensics.report.sizecap import cap_report
 
 if TYPE_CHECKING:
     from forensics.analysis.runner import AnalysisResult
@@ -91,7 +92,7 @@ def build_report(result: AnalysisResult, provenance: Provenance, *,
     doc["other_records"] = {kind: items for kind, items in sorted(records.items())
                             if kind not in RECORD_SECTIONS and kind not in SUPERSEDED}
     safe: dict[str, Any] = json_safe(doc)
-    return safe
+    return cap_report(safe)  # never an unbounded file (forensics/limits.py)
 
 
 # ------------------------------------------------------------------ summary
@@ -205,7 +206,17 @@ def _process(p: Process, users: dict[int, str], redactor: Redactor) -> dict[str,
         "environment": [redactor.env(e) for e in p.environ] if p.environ is not None else None,
         "fds": [{"fd": f.fd, "type": f.type, "path": f.path, "deleted": f.deleted}
                 for f in p.files],
-    }
+    } | _truncation(p)
+
+
+def _truncation(p: Process) -> dict[str, int]:
+    """Bytes of the argv/environment areas beyond what was read (forensics/limits.py)."""
+    out = {}
+    if p.cmdline_truncated:
+        out["cmdline_truncated"] = p.cmdline_truncated
+    if p.environ_truncated:
+        out["environment_truncated"] = p.environ_truncated
+    return out
 
 
 def _passwd(ckpt: Checkpoint) -> dict[int, str]:

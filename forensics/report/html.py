@@ -223,6 +223,9 @@ def _process(p: dict[str, Any], doc: dict[str, Any]) -> str:
         more.append(table(("environment", "value"), (
             ((tag("code", e["name"]), tag("span", e["value"], class_="redacted")
               if e["redacted"] else tag("code", e["value"])), None) for e in p["environment"])))
+    if p.get("environment_truncated"):
+        more.append(tag("div", "environment" + v.more_bytes(p["environment_truncated"]),
+                        class_="meta"))
     details = tag("details", tag("summary", "details"), *more)
     flagged = " flagged" if p["findings"] else ""
     return str(Safe(f'<li id="pid-{int(p["pid"])}" class="proc{flagged}">') + line + details)

@@ -95,7 +95,13 @@ def process_tree(doc: dict[str, Any]) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def command(p: dict[str, Any]) -> str:
-    return " ".join(p["cmdline"]) if p.get("cmdline") else f"[{p['comm']}]"
+    text = " ".join(p["cmdline"]) if p.get("cmdline") else f"[{p['comm']}]"
+    return text + more_bytes(p.get("cmdline_truncated"))
+
+
+def more_bytes(n: Any) -> str:
+    """`` … 5,832,704 more bytes`` after a value csi read only the start of; else ''."""
+    return f" … {n:,} more bytes" if isinstance(n, int) and n > 0 else ""
 
 
 def user(p: dict[str, Any]) -> str:
