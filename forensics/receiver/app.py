@@ -13,7 +13,9 @@
 ======================================  ===================================================
 
 Every refusal is JSON ``{"error": "<one line>"}`` with the right status (405 for
-a wrong method, 404 for an unknown path): never a traceback.
+a wrong method, 404 for an unknown path, 408 for a body slower than
+``body_timeout``; requests aiohttp cannot parse get the same from
+:class:`~.gate.GuardedHandler`): never a traceback.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from forensics.receiver.service import Answer, Receiver
 RECEIVER = web.AppKey("receiver", Receiver)
 AUTH = web.AppKey("auth", Authenticator)
 MAX_BODY = web.AppKey("max_body", int)
+BODY_TIMEOUT = web.AppKey("body_timeout", float)
 JSON_TYPES = ("application/json", "application/falco+json")
 TEXT_HINT = ("Content-Type text/plain: Falco sent its text output; set json_output: true "
              "in falco.yaml (and keep http_output.enabled: true) so alerts arrive as JSON")
@@ -45,7 +48,24 @@ def _answer(answer: Answer) -> web.Response:
 
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """HTTP errors as one-line JSON; a bug in a handler is a 500 with one line, logged."""
+    """HTTP errors as one-line JSON; a bug in a handler is a 500 with one line, logged.
+
+    It also tells the connection gate (:mod:`.gate`) that the connection is busy
+    with a request, then idle again: only idle connections are closed for the
+    header timeout or to make room at the connection limit.
+    """
+    protocol = request.protocol
+    gate = getattr(protocol, "gate", None)
+    if gate is not None:
+        gate.busy(protocol)
+    try:
+        return await _errors(request, handler)
+    finally:
+        if gate is not None and getattr(protocol, "opened", False):
+            gate.idle(protocol)
+
+
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except web.HTTPException as exc:
@@ -86,8 +106,8 @@ async def accept(request: web.Request) -> web.Response:
     remote = request.remote or "?"
     signature = request.headers.get(SIGNATURE_HEADER)
     body = b""
-    if auth.needs_body and signature:
-        read = await _read(request)
+    if auth.needs_body and signature:  # not authenticated yet: a refusal is not journaled
+        read = await _read(request, authenticated=False)
         if isinstance(read, Answer):
             return _refused(receiver, read)
         body = read
@@ -112,21 +132,32 @@ async def accept(request: web.Request) -> web.Response:
     return _answer(answer)
 
 
-async def _read(request: web.Request) -> bytes | Answer:
+async def _read(request: web.Request, authenticated: bool = True) -> bytes | Answer:
     receiver, limit = request.app[RECEIVER], request.app[MAX_BODY]
+    timeout = request.app[BODY_TIMEOUT]
     remote = request.remote or "?"
     too_large = f"the body is larger than the limit of {limit} bytes (max_body)"
     if request.content_length is not None and request.content_length > limit:
-        return receiver.refuse(413, "too_large", too_large, remote)
+        return receiver.refuse(413, "too_large", too_large, remote, journal=authenticated)
     try:
-        return await request.read()
+        async with asyncio.timeout(timeout):  # no task per request, unlike wait_for
+            return await request.read()
     except web.HTTPRequestEntityTooLarge:
-        return receiver.refuse(413, "too_large", too_large, remote)
+        return receiver.refuse(413, "too_large", too_large, remote, journal=authenticated)
+    except TimeoutError:
+        gate = getattr(request.protocol, "gate", None)
+        if gate is not None:
+            gate.tally.note(f"bodies slower than the {timeout:g}s body timeout")
+        return receiver.refuse(408, "too_slow", f"the body did not arrive within {timeout:g}s "
+                               "(body_timeout)", remote, journal=False)
 
 
 def _refused(receiver: Receiver, answer: Answer) -> web.Response:
     receiver.metrics.rejected.labels(answer.reject).inc()
-    return _answer(answer)
+    response = _answer(answer)
+    if answer.status in (408, 413):  # the rest of the body is not worth reading
+        response.force_close()
+    return response
 
 
 _last_warning: dict[str, float] = {}
@@ -198,10 +229,12 @@ async def get_alert(request: web.Request) -> web.Response:
     return web.json_response(receiver.alert_view(row))
 
 
-def build_app(receiver: Receiver, auth: Authenticator, max_body: int) -> web.Application:
+def build_app(receiver: Receiver, auth: Authenticator, max_body: int,
+              body_timeout: float = 30.0) -> web.Application:
     """The application; the caller starts and stops ``receiver`` around serving it."""
     app = web.Application(client_max_size=max_body, middlewares=[errors])
     app[RECEIVER], app[AUTH], app[MAX_BODY] = receiver, auth, max_body
+    app[BODY_TIMEOUT] = body_timeout
     app.router.add_post("/", accept)
     app.router.add_post("/falco", accept)
     app.router.add_get("/healthz", healthz)
