@@ -41,6 +41,12 @@ def read_secret(path: str, what: str) -> bytes:
     return secret
 
 
+def _octets(header: str) -> bytes:
+    """A header value as the bytes that came on the wire (aiohttp decodes them as UTF-8
+    with surrogateescape): any bytes compare, none raise."""
+    return header.encode("utf-8", "surrogateescape")
+
+
 def sign(secret: bytes, body: bytes) -> str:
     """The ``X-CSI-Signature`` value for ``body``."""
     return SIGNATURE_PREFIX + hmac.new(secret, body, hashlib.sha256).hexdigest()
@@ -68,11 +74,11 @@ class Authenticator:
         if self.token and authorization:
             scheme, _, value = authorization.partition(" ")
             if scheme.lower() == "bearer" and hmac.compare_digest(
-                    value.strip().encode(), self.token):
+                    _octets(value.strip()), self.token):
                 return None
             failure = "invalid bearer token"
         if self.hmac_secret and signature:
-            if hmac.compare_digest(signature.strip().lower().encode(),
+            if hmac.compare_digest(_octets(signature.strip().lower()),
                                    sign(self.hmac_secret, body).encode()):
                 return None
             failure = f"invalid {SIGNATURE_HEADER} signature"

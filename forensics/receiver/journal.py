@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -47,6 +48,7 @@ from forensics.receiver.schema import (
 SYNC_MODES = {"normal": "NORMAL", "full": "FULL"}
 CAPTURE_STATES = ("queued", "running", "done", "failed")
 KEEP_REJECTIONS = 10_000
+RECOVER_FREE = 16 * 1024 * 1024  # bytes free before a journal whose write failed is ready again
 
 
 class JournalError(CsiError):
@@ -94,6 +96,7 @@ class Journal:
         self.path, self.sync = path, sync
         self._lock = threading.RLock()
         self._rejections = 0
+        self._failure: str | None = None  # why the last write failed; None once one succeeds
         self._checkpointer: threading.Thread | None = None
         self._closing = threading.Event()
         if sqlite3.sqlite_version_info < MIN_SQLITE:
@@ -133,10 +136,16 @@ class Journal:
             try:
                 yield self._db
                 self._db.execute("COMMIT")
+            except sqlite3.Error as exc:  # disk full, I/O error: readiness says so
+                self._failure = str(exc)
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
             except BaseException:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise
+            self._failure = None
 
     def _migrate(self) -> None:
         with self._tx() as db:
@@ -317,14 +326,37 @@ class Journal:
         return alerts, captures
 
     def writable(self) -> str | None:
-        """None if a write transaction can be taken now, else why not."""
+        """None if a write transaction can be taken now, else why not.
+
+        Taking the lock is not enough: on a full disk every commit fails while
+        ``BEGIN`` succeeds. After a failed write the journal stays not writable
+        until a real commit succeeds (an alert's, or this probe's)."""
+        failure = self._failure
+        if failure is not None:
+            free = _free_bytes(self.path.parent)
+            if free is not None and free < RECOVER_FREE:  # a page fits, an alert would not
+                return (f"journal {self.path} is not writable: the last write failed "
+                        f"({failure}) and {free} bytes are free")
         try:
             with self._lock:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.execute("ROLLBACK")
-        except sqlite3.Error as exc:
+                if failure is None:
+                    self._db.execute("BEGIN IMMEDIATE")
+                    self._db.execute("ROLLBACK")
+                else:
+                    with self._tx() as db:  # a commit that writes a page
+                        version = db.execute("PRAGMA user_version").fetchone()[0]
+                        db.execute(f"PRAGMA user_version = {int(version) + 1}")
+        except (sqlite3.Error, JournalError) as exc:
             return f"journal {self.path} is not writable: {exc}"
         return None
+
+
+def _free_bytes(directory: Path) -> int | None:
+    try:
+        stat = os.statvfs(directory)
+    except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize
 
 
 @contextlib.contextmanager
