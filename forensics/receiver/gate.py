@@ -131,7 +131,7 @@ class Gate:
             if self._idle:
                 handler, _ = self._idle.popitem(last=False)
                 self.tally.note(f"idle connections closed at the limit of {self.limit}")
-                handler.force_close()
+                _drop(handler)
             else:
                 self.tally.note(f"waits at the limit of {self.limit} busy connections")
             await self._released.wait()
@@ -147,7 +147,15 @@ class Gate:
             if not handler.served:  # else an idle keep-alive connection: nothing to report
                 self.tally.note(f"connections closed after the {self.header_timeout:g}s "
                                 "header timeout")
-            handler.force_close()
+            _drop(handler)
+
+
+def _drop(handler: GuardedHandler) -> None:
+    """Close an idle connection now: nothing it is owed, nothing left to flush."""
+    transport = handler.transport
+    handler.force_close()
+    if transport is not None:
+        transport.abort()  # a client that does not read cannot keep the descriptor
 
 
 class GatedSite(web.BaseSite):
