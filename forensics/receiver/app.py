@@ -114,7 +114,7 @@ async def accept(request: web.Request) -> web.Response:
     peer = request.transport.get_extra_info("peercert") if request.transport else None
     problem = auth.check(request.headers.get("Authorization"), signature, body, bool(peer))
     if problem:
-        _warn_unauthenticated(remote, problem)
+        _warn_unauthenticated(request, remote, problem)
         return _refused(receiver, receiver.refuse(401, "unauthenticated", problem, remote))
     media = _media_type_problem(request)
     if media:
@@ -161,11 +161,22 @@ def _refused(receiver: Receiver, answer: Answer) -> web.Response:
 
 
 _last_warning: dict[str, float] = {}
+WARNED_CLIENTS = 256  # clients warned about individually per minute; more are only counted
 
 
-def _warn_unauthenticated(remote: str, problem: str) -> None:
-    """One log line per client per minute: a misconfigured sender must be visible."""
+def _warn_unauthenticated(request: web.Request, remote: str, problem: str) -> None:
+    """One log line per client per minute: a misconfigured sender must be visible.
+    Beyond :data:`WARNED_CLIENTS` clients a minute (addresses rotated by an attacker)
+    they are counted in the gate's one-line tally, and the memory stays bounded."""
     now = time.monotonic()
+    if remote not in _last_warning and len(_last_warning) >= WARNED_CLIENTS:
+        for key in [k for k, t in _last_warning.items() if now - t >= 60]:
+            del _last_warning[key]
+        if len(_last_warning) >= WARNED_CLIENTS:
+            gate = getattr(request.protocol, "gate", None)
+            if gate is not None:
+                gate.tally.note("unauthenticated requests", f"{remote}: {problem}")
+            return
     if now - _last_warning.get(remote, -60.0) >= 60:
         _last_warning[remote] = now
         log.warning("refused an alert from %s: %s", remote, problem)

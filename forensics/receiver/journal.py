@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +36,7 @@ from typing import Any
 
 from forensics.capture.request import CaptureRequest, CaptureResult, Target
 from forensics.errors import CsiError
-from forensics.receiver.falco import Alert, decode_alert
+from forensics.receiver.falco import Alert, InvalidAlert, decode_alert
 from forensics.receiver.policy import Decision, decision_json
 from forensics.receiver.schema import (
     ALERT_ROW,
@@ -48,6 +50,7 @@ from forensics.receiver.schema import (
 SYNC_MODES = {"normal": "NORMAL", "full": "FULL"}
 CAPTURE_STATES = ("queued", "running", "done", "failed")
 KEEP_REJECTIONS = 10_000
+log = logging.getLogger("csi.receiver")
 RECOVER_FREE = 16 * 1024 * 1024  # bytes free before a journal whose write failed is ready again
 
 
@@ -208,12 +211,25 @@ class Journal:
         return known
 
     def pending(self) -> list[Pending]:
-        """Alerts journaled but not settled, oldest first."""
+        """Alerts journaled but not settled, oldest first.
+
+        A body that is no longer a valid alert (journaled by an older csi that
+        accepted it) is settled ``unresolved`` with the reason, alone: it never
+        stops the receiver from starting nor its neighbours from settling."""
         with self._lock:
-            rows = self._db.execute("SELECT body, decision FROM alerts WHERE state = "
+            rows = self._db.execute("SELECT id, body, decision FROM alerts WHERE state = "
                                     "'received' ORDER BY seq").fetchall()
-        return [Pending(decode_alert(body), Decision.from_dict(json.loads(decision)))
-                for body, decision in rows]
+        found, invalid = [], []
+        for alert_id, body, decision in rows:
+            try:
+                found.append(Pending(decode_alert(body), Decision.from_dict(json.loads(decision))))
+            except (InvalidAlert, ValueError, KeyError, TypeError) as exc:
+                log.warning("journal: alert %s is not a valid alert any more, settled "
+                            "unresolved: %s", alert_id, exc)
+                invalid.append(Settlement(alert_id, "unresolved", f"not a valid alert: {exc}"))
+        if invalid:
+            self.settle(invalid, time.time())
+        return found
 
     def settle(self, settlements: list[Settlement], now: float) -> None:
         """Record outcomes and create their captures (``queued``), in one transaction."""
@@ -304,7 +320,7 @@ class Journal:
     def record_rejection(self, status: int, reason: str, remote: str, excerpt: bytes,
                          now: float) -> None:
         """A refused body (4xx): kept for the responder, the last ``KEEP_REJECTIONS``."""
-        with self._lock:
+        with self._lock, _errors(self.path, "journal write failed"):  # disk full: no 500
             self._db.execute("INSERT INTO rejections (received, status, reason, remote, "
                              "excerpt) VALUES (?, ?, ?, ?, ?)",
                              (now, status, reason, remote, excerpt))

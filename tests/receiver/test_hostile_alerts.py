@@ -232,3 +232,31 @@ def test_readyz_says_not_ready_while_the_journal_disk_is_full(tmp_path: Path) ->
         assert "full" in reason
         assert ready.json()["status"] == "not ready"
     assert "Traceback" not in serve.text()
+
+
+def test_alert_journaled_before_the_stricter_checks_does_not_stop_the_start(
+        tmp_path: Path) -> None:
+    """A lone surrogate journaled (state received) by an older csi, which accepted it, is
+    settled unresolved on start-up, alone: re-decoding it with today's checks must not
+    make the start fail (a guard for this change, not an attack on 755c054)."""
+    from forensics.receiver.falco import decode_alert
+    from forensics.receiver.journal import Journal
+    from forensics.receiver.policy import load_policy
+
+    policy = load_policy(None)
+    journal = Journal(tmp_path / "journal.sqlite3", checkpoint_interval=None)
+    try:
+        good, old = json.dumps(alert(1)).encode(), json.dumps(alert(2)).encode()
+        hostile = old.replace(b'"web"', b'"web\\ud800"')
+        items = [(decode_alert(body), stored, policy.decide(decode_alert(body), "kubernetes"),
+                  1.0) for body, stored in ((good, good), (old, hostile))]
+        first, second = journal.record_alerts(items)
+        pending = journal.pending()
+        assert [p.alert.id for p in pending] == [first.id]
+        row = journal.alert(second.id)
+        assert row is not None
+        assert (row["state"], row["outcome"]) == ("settled", "unresolved")
+        assert row["reason"].startswith("not a valid alert: invalid JSON: the string 'web\\ud800'")
+        assert journal.pending()[0].alert.id == first.id
+    finally:
+        journal.close()

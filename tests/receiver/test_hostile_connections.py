@@ -10,6 +10,7 @@ with no traceback.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 from pathlib import Path
@@ -130,3 +131,27 @@ def test_malformed_request_gets_one_line_json_and_no_traceback(
     assert "Traceback" not in log and forged_lines(log) == []
     assert len(log.splitlines()) < 10  # start-up, one tally line, stop: not one per request
     assert "malformed requests" in log
+
+
+def test_unauthenticated_clients_rotating_addresses_cost_bounded_log_lines(
+        tmp_path: Path) -> None:
+    request = (b"POST /falco HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: "
+               b"application/json\r\nContent-Length: 2\r\n\r\n{}")
+    with ServeProcess(tmp_path) as serve:
+        for i in range(400):  # 400 source addresses in 127.0.0.0/8
+            with socket.socket() as sock:
+                sock.settimeout(5)
+                sock.bind((f"127.0.{1 + i // 200}.{1 + i % 200}", 0))
+                sock.connect(("127.0.0.1", serve.port))
+                sock.sendall(request)
+                answer = b""
+                while chunk := sock.recv(4096):
+                    answer += chunk
+            assert split_response(answer)[0] == 401
+        assert serve.close() == 0
+    log = serve.text()
+    assert log.count("refused an alert from 127.0.") == 256
+    counted = re.findall(r"(\d+) unauthenticated requests \(last: 127\.0\.\d\.\d+: "
+                         r"authentication required", log)
+    assert sum(map(int, counted)) == 400 - 256 and len(counted) <= 2  # the first, then at stop
+    assert "Traceback" not in log and forged_lines(log) == []
