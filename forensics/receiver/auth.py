@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import os
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +29,20 @@ from pathlib import Path
 from forensics.errors import UsageError
 
 SIGNATURE_HEADER = "X-CSI-Signature"
+log = logging.getLogger("csi.receiver")
 SIGNATURE_PREFIX = "sha256="
+
+
+def warn_if_exposed(path: str, what: str) -> None:
+    """A secret others may read is still used (a Kubernetes Secret is often 0644 through
+    its volume's defaultMode), but never silently."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if mode & 0o077:
+        log.warning("%s %s is readable by other users (mode %04o): chmod 600 it, or set "
+                    "defaultMode: 0400 on its Secret volume", what, path, mode & 0o7777)
 
 
 def read_secret(path: str, what: str) -> bytes:
@@ -36,6 +51,7 @@ def read_secret(path: str, what: str) -> bytes:
     except OSError as exc:
         raise UsageError(f"{what} {path}: cannot read it", why=exc.strerror or str(exc)
                          ) from None
+    warn_if_exposed(path, what)
     if len(secret) < 16:
         raise UsageError(f"{what} {path}: the secret is {len(secret)} bytes; use at least 16")
     return secret
@@ -113,6 +129,7 @@ def server_ssl_context(cert: str, key: str, client_ca: str | None) -> ssl.SSLCon
     """TLS for the listener; with ``client_ca`` a client certificate is required (mTLS)."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    warn_if_exposed(key, "tls_key")
     try:
         context.load_cert_chain(cert, key)
         if client_ca:

@@ -106,9 +106,11 @@ class Journal:
             raise JournalError(f"SQLite {sqlite3.sqlite_version} is too old for the journal "
                                f"(need {'.'.join(map(str, MIN_SQLITE))} or newer)")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                                        timeout=30)
+            with contextlib.suppress(PermissionError):  # not ours: its owner decides
+                os.chmod(path, 0o600)  # alert bodies; SQLite gives -wal, -shm the same mode
             mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise JournalError(f"{path}: cannot switch the journal to WAL mode ({mode})")

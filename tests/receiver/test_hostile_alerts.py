@@ -260,3 +260,18 @@ def test_alert_journaled_before_the_stricter_checks_does_not_stop_the_start(
         assert journal.pending()[0].alert.id == first.id
     finally:
         journal.close()
+
+
+def test_journal_is_private_and_a_token_file_others_can_read_is_warned_about(
+        tmp_path: Path) -> None:
+    (tmp_path / "token").write_text(TOKEN)
+    (tmp_path / "token").chmod(0o644)
+    with ServeProcess(tmp_path) as serve:
+        assert post(serve, json.dumps(alert(1)).encode()).status_code == 202
+        receiver = serve.home / "receiver"
+        modes = {p.name: p.stat().st_mode & 0o777 for p in receiver.iterdir()}
+        assert (receiver.stat().st_mode & 0o777) == 0o700
+    assert modes["journal.sqlite3"] == 0o600
+    assert modes.get("journal.sqlite3-wal", 0o600) == 0o600
+    assert f"token_file {tmp_path / 'token'} is readable by other users (mode 0644): chmod " \
+           "600 it, or set defaultMode: 0400 on its Secret volume" in serve.text()
