@@ -144,6 +144,13 @@ async def _read(request: web.Request, authenticated: bool = True) -> bytes | Ans
             return await request.read()
     except web.HTTPRequestEntityTooLarge:
         return receiver.refuse(413, "too_large", too_large, remote, journal=authenticated)
+    except (web.RequestPayloadError, ConnectionError) as exc:  # bad encoding, client gone
+        gate = getattr(request.protocol, "gate", None)
+        if gate is not None:
+            gate.tally.note("unreadable bodies", " ".join(str(exc).split()))
+        problem = " ".join(str(exc).split()).removeprefix("400, message: ")
+        return receiver.refuse(400, "invalid_json", f"the body could not be read: {problem}",
+                               remote, journal=False)
     except TimeoutError:
         gate = getattr(request.protocol, "gate", None)
         if gate is not None:
@@ -155,7 +162,7 @@ async def _read(request: web.Request, authenticated: bool = True) -> bytes | Ans
 def _refused(receiver: Receiver, answer: Answer) -> web.Response:
     receiver.metrics.rejected.labels(answer.reject).inc()
     response = _answer(answer)
-    if answer.status in (408, 413):  # the rest of the body is not worth reading
+    if answer.status in (400, 408, 413):  # the rest of the body is not worth reading
         response.force_close()
     return response
 

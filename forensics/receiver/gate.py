@@ -30,10 +30,12 @@ import logging
 import resource
 import socket
 import ssl
+import sys
 from collections import OrderedDict
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
 from forensics.receiver.logs import RESOURCE_ERRNOS, Tally, visible
@@ -75,6 +77,17 @@ class GuardedHandler(RequestHandler):
             self.opened = False
             self.gate.closed(self)
         super().connection_lost(exc)
+
+    def log_exception(self, *args: Any, **kwargs: Any) -> None:
+        """aiohttp's own logging of an exception: a client's doing is counted, not traced."""
+        exc = kwargs.get("exc_info")
+        if exc is True:
+            exc = sys.exc_info()[1]
+        if isinstance(exc, HttpProcessingError | web.RequestPayloadError | ConnectionError):
+            self.gate.tally.note("broken requests", visible(f"{type(exc).__name__}: "
+                                                            f"{' '.join(str(exc).split())}"))
+            return
+        super().log_exception(*args, **kwargs)
 
     def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:

@@ -155,3 +155,26 @@ def test_unauthenticated_clients_rotating_addresses_cost_bounded_log_lines(
                          r"authentication required", log)
     assert sum(map(int, counted)) == 400 - 256 and len(counted) <= 2  # the first, then at stop
     assert "Traceback" not in log and forged_lines(log) == []
+
+
+def test_undecodable_or_abandoned_bodies_are_400_without_traceback(tmp_path: Path) -> None:
+    head = (b"POST /falco HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + TOKEN.encode()
+            + b"\r\nContent-Type: application/json\r\n")
+    with ServeProcess(tmp_path) as serve:
+        for encoding in (b"gzip", b"deflate"):
+            raw = raw_exchange(serve.port, head + b"Content-Encoding: " + encoding
+                               + b"\r\nContent-Length: 10\r\n\r\n0123456789")
+            status, headers, body = split_response(raw)
+            assert (status, json.loads(body)) == (400, {
+                "error": "the body could not be read: Can not decode content-encoding: "
+                         + encoding.decode()})
+            assert headers["connection"] == "close"
+        for _ in range(5):  # the client goes away in the middle of its body
+            with socket.create_connection(("127.0.0.1", serve.port), timeout=5) as sock:
+                sock.sendall(head + b"Content-Length: 100\r\n\r\n{\"rule\":")
+                time.sleep(0.1)
+        assert requests.get(serve.url + "/healthz", timeout=5).status_code == 200
+        assert serve.close() == 0
+    log = serve.text()
+    assert "Traceback" not in log and forged_lines(log) == []
+    assert "unreadable bodies" in log
