@@ -139,24 +139,33 @@ async def _read(request: web.Request, authenticated: bool = True) -> bytes | Ans
     too_large = f"the body is larger than the limit of {limit} bytes (max_body)"
     if request.content_length is not None and request.content_length > limit:
         return receiver.refuse(413, "too_large", too_large, remote, journal=authenticated)
+    gate = getattr(request.protocol, "gate", None)
+    if gate is not None and not authenticated:
+        gate.reading_unauthenticated(request.protocol)
     try:
         async with asyncio.timeout(timeout):  # no task per request, unlike wait_for
             return await request.read()
     except web.HTTPRequestEntityTooLarge:
         return receiver.refuse(413, "too_large", too_large, remote, journal=authenticated)
     except (web.RequestPayloadError, ConnectionError) as exc:  # bad encoding, client gone
-        gate = getattr(request.protocol, "gate", None)
         if gate is not None:
             gate.tally.note("unreadable bodies", " ".join(str(exc).split()))
         problem = " ".join(str(exc).split()).removeprefix("400, message: ")
         return receiver.refuse(400, "invalid_json", f"the body could not be read: {problem}",
                                remote, journal=False)
+    except RuntimeError:  # aiohttp: "Connection closed." (the gate closed it: at the limit)
+        if request.transport is not None:
+            raise
+        return receiver.refuse(400, "invalid_json", "the body could not be read: the "
+                               "connection was closed", remote, journal=False)
     except TimeoutError:
-        gate = getattr(request.protocol, "gate", None)
         if gate is not None:
             gate.tally.note(f"bodies slower than the {timeout:g}s body timeout")
         return receiver.refuse(408, "too_slow", f"the body did not arrive within {timeout:g}s "
                                "(body_timeout)", remote, journal=False)
+    finally:
+        if gate is not None and not authenticated:
+            gate.busy(request.protocol)
 
 
 def _refused(receiver: Receiver, answer: Answer) -> web.Response:

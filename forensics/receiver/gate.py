@@ -10,7 +10,9 @@ An unauthenticated client must not be able to take the receiver down. So:
   closes the connection that has been idle longest (no request in progress:
   a slow or silent client, a keep-alive connection); if every connection is
   busy it stops accepting until one closes (new clients wait in the kernel's
-  backlog). A flood of idle connections thus never locks out ``/healthz``.
+  backlog). A flood of idle connections thus never locks out ``/healthz``;
+  nor do slow bodies that are not authenticated yet (HMAC signs the body, so
+  it is read first): those are closed next.
 * **Header timeout.** A connection must deliver a request's headers within
   ``header_timeout`` seconds of opening (or of its previous response, on
   keep-alive), else it is closed; the TLS handshake has the same deadline.
@@ -114,6 +116,8 @@ class Gate:
         self.limit, self.header_timeout, self.tally = limit, header_timeout, tally
         self.open = 0  # accepted sockets not yet closed, TLS handshakes included
         self._idle: OrderedDict[GuardedHandler, float] = OrderedDict()  # oldest first
+        # reading a body before they are authenticated (HMAC): evicted after the idle ones
+        self._unauthenticated: OrderedDict[GuardedHandler, None] = OrderedDict()
         self._released = asyncio.Event()
 
     def acquire(self) -> None:
@@ -131,10 +135,17 @@ class Gate:
     def busy(self, handler: GuardedHandler) -> None:
         """``handler`` is handling a request: neither stale nor to be evicted."""
         self._idle.pop(handler, None)
+        self._unauthenticated.pop(handler, None)
         handler.served = True
+
+    def reading_unauthenticated(self, handler: GuardedHandler) -> None:
+        """``handler`` reads a body its client has not authenticated yet (HMAC): a slow
+        body must not let an anonymous client hold connections the limit needs."""
+        self._unauthenticated[handler] = None
 
     def closed(self, handler: GuardedHandler) -> None:
         self._idle.pop(handler, None)
+        self._unauthenticated.pop(handler, None)
         self.release()
 
     async def room(self) -> None:
@@ -144,6 +155,11 @@ class Gate:
             if self._idle:
                 handler, _ = self._idle.popitem(last=False)
                 self.tally.note(f"idle connections closed at the limit of {self.limit}")
+                _drop(handler)
+            elif self._unauthenticated:
+                handler, _ = self._unauthenticated.popitem(last=False)
+                self.tally.note("unauthenticated body reads closed at the limit of "
+                                f"{self.limit}")
                 _drop(handler)
             else:
                 self.tally.note(f"waits at the limit of {self.limit} busy connections")

@@ -178,3 +178,31 @@ def test_undecodable_or_abandoned_bodies_are_400_without_traceback(tmp_path: Pat
     log = serve.text()
     assert "Traceback" not in log and forged_lines(log) == []
     assert "unreadable bodies" in log
+
+
+def test_slow_unauthenticated_bodies_at_the_limit_leave_healthz_answering(
+        tmp_path: Path) -> None:
+    """HMAC signs the body, so it is read before the client is authenticated: 250 slow
+    bodies with a made-up signature must not hold the 192 connections /healthz needs."""
+    env = {"CSI_HMAC_SECRET_FILE": str(tmp_path / "hmac")}
+    head = (b"POST /falco HTTP/1.1\r\nHost: x\r\nX-CSI-Signature: sha256=" + b"0" * 64
+            + b"\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"rule\":")
+    with ServeProcess(tmp_path, env=env, nofile=NOFILE) as serve:
+        held = []
+        try:
+            for _ in range(250):
+                sock = socket.create_connection(("127.0.0.1", serve.port), timeout=5)
+                sock.sendall(head)
+                held.append(sock)
+            time.sleep(0.5)
+            started = time.monotonic()
+            reply = requests.get(serve.url + "/healthz", timeout=10)
+            assert reply.status_code == 200
+            assert time.monotonic() - started < 2.0
+        finally:
+            for sock in held:
+                sock.close()
+        assert serve.close() == 0
+    log = serve.text()
+    assert "Traceback" not in log and forged_lines(log) == []
+    assert "unauthenticated body reads closed at the limit of 192" in log
