@@ -21,11 +21,12 @@ a wrong method, 404 for an unknown path, 408 for a body slower than
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from forensics.receiver.auth import SIGNATURE_HEADER, Authenticator
 from forensics.receiver.metrics import CONTENT_TYPE
@@ -256,18 +257,33 @@ async def get_alert(request: web.Request) -> web.Response:
     return web.json_response(receiver.alert_view(row))
 
 
+async def expect(request: web.Request) -> None:
+    """``Expect: 100-continue`` as aiohttp answers it; any other expectation is a 417 in
+    one line of JSON (aiohttp's own answers it in plain text, before any middleware)."""
+    value = request.headers.get("Expect", "")
+    if request.version != HttpVersion11:
+        return
+    if value.lower() != "100-continue":
+        raise web.HTTPExpectationFailed(
+            text=json.dumps({"error": f"unknown expectation {value[:80]!r}: only "
+                                      "100-continue is supported"}),
+            content_type="application/json")
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    request.writer.output_size = 0  # the response proper has not started
+
+
 def build_app(receiver: Receiver, auth: Authenticator, max_body: int,
               body_timeout: float = 30.0) -> web.Application:
     """The application; the caller starts and stops ``receiver`` around serving it."""
     app = web.Application(client_max_size=max_body, middlewares=[errors])
     app[RECEIVER], app[AUTH], app[MAX_BODY] = receiver, auth, max_body
     app[BODY_TIMEOUT] = body_timeout
-    app.router.add_post("/", accept)
-    app.router.add_post("/falco", accept)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/api/v1/captures", list_captures)
-    app.router.add_get("/api/v1/captures/{id}", get_capture)
-    app.router.add_get("/api/v1/alerts/{id}", get_alert)
+    app.router.add_post("/", accept, expect_handler=expect)
+    app.router.add_post("/falco", accept, expect_handler=expect)
+    app.router.add_get("/healthz", healthz, expect_handler=expect)
+    app.router.add_get("/readyz", readyz, expect_handler=expect)
+    app.router.add_get("/metrics", metrics, expect_handler=expect)
+    app.router.add_get("/api/v1/captures", list_captures, expect_handler=expect)
+    app.router.add_get("/api/v1/captures/{id}", get_capture, expect_handler=expect)
+    app.router.add_get("/api/v1/alerts/{id}", get_alert, expect_handler=expect)
     return app

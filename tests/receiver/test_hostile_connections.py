@@ -206,3 +206,20 @@ def test_slow_unauthenticated_bodies_at_the_limit_leave_healthz_answering(
     log = serve.text()
     assert "Traceback" not in log and forged_lines(log) == []
     assert "unauthenticated body reads closed at the limit of 192" in log
+
+
+def test_unknown_expectation_is_417_in_json_and_100_continue_still_works(
+        tmp_path: Path) -> None:
+    body = alert_bytes(SHOP)
+    head = (b"POST /falco HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + TOKEN.encode()
+            + b"\r\nContent-Type: application/json\r\nContent-Length: "
+            + str(len(body)).encode() + b"\r\nConnection: close\r\n")
+    with ServeProcess(tmp_path) as serve:
+        status, headers, answer = split_response(raw_exchange(
+            serve.port, head + b"Expect: foo\r\n\r\n" + body))
+        assert (status, json.loads(answer)) == (417, {
+            "error": "unknown expectation 'foo': only 100-continue is supported"})
+        assert headers["content-type"].startswith("application/json")
+        raw = raw_exchange(serve.port, head + b"Expect: 100-continue\r\n\r\n" + body)
+        assert raw.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 202 Accepted\r\n")
+    assert "Traceback" not in serve.text()
