@@ -223,3 +223,21 @@ def test_unknown_expectation_is_417_in_json_and_100_continue_still_works(
         raw = raw_exchange(serve.port, head + b"Expect: 100-continue\r\n\r\n" + body)
         assert raw.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 202 Accepted\r\n")
     assert "Traceback" not in serve.text()
+
+
+@pytest.mark.parametrize(("soft", "configured", "expected"), [
+    (256, None, 192), (1024, None, 768), (20000, None, 4096), (1024, 50, 50),
+    (1024, 10_000, 768), (64, None, 8),
+])
+def test_connection_limit_keeps_a_reserve_below_the_file_limit(
+        soft: int, configured: int | None, expected: int) -> None:
+    import resource
+
+    from forensics.receiver.gate import connection_limit
+
+    before = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, before[1]))
+    try:
+        assert connection_limit(configured) == (expected, soft)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, before)
