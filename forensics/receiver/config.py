@@ -19,7 +19,7 @@ flag ``--<name-with-dashes>``. Example ``csi.yaml``::
       journal_retention: 30d        # forget alerts and captures that ended longer ago (0: never)
       header_timeout: 10s           # a connection's request headers must arrive within this
       body_timeout: 30s             # and the request body within this
-      max_connections: 1000         # default: RLIMIT_NOFILE less a reserve (max 4096)
+      max_connections: 1000         # default: RLIMIT_NOFILE less a reserve, at most 1024
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ from aiohttp.web_protocol import RequestHandler
 from forensics.receiver.logs import RESOURCE_ERRNOS, Tally, visible
 
 log = logging.getLogger("csi.receiver")
-MAX_LIMIT = 4096  # connections, whatever the file limit
+MAX_LIMIT = 1024  # connections, whatever the file limit (each may buffer ~1 MiB of headers)
 MIN_LIMIT = 8
 SWEEP_EVERY = 0.5  # seconds between header-deadline sweeps
 

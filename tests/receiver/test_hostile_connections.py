@@ -226,7 +226,7 @@ def test_unknown_expectation_is_417_in_json_and_100_continue_still_works(
 
 
 @pytest.mark.parametrize(("soft", "configured", "expected"), [
-    (256, None, 192), (1024, None, 768), (20000, None, 4096), (1024, 50, 50),
+    (256, None, 192), (1024, None, 768), (20000, None, 1024), (1024, 50, 50),
     (1024, 10_000, 768), (64, None, 8),
 ])
 def test_connection_limit_keeps_a_reserve_below_the_file_limit(
