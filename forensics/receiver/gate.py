@@ -118,19 +118,20 @@ class Gate:
         self._idle: OrderedDict[GuardedHandler, float] = OrderedDict()  # oldest first
         # reading a body before they are authenticated (HMAC): evicted after the idle ones
         self._unauthenticated: OrderedDict[GuardedHandler, None] = OrderedDict()
-        self._released = asyncio.Event()
+        self._changed = asyncio.Event()  # a connection closed or became evictable
 
     def acquire(self) -> None:
         self.open += 1
 
     def release(self) -> None:
         self.open -= 1
-        self._released.set()
+        self._changed.set()
 
     def idle(self, handler: GuardedHandler) -> None:
         """``handler`` waits for a request's headers from now on."""
         self._idle.pop(handler, None)
         self._idle[handler] = asyncio.get_running_loop().time()
+        self._changed.set()  # an accept waiting at the limit may evict it
 
     def busy(self, handler: GuardedHandler) -> None:
         """``handler`` is handling a request: neither stale nor to be evicted."""
@@ -142,6 +143,7 @@ class Gate:
         """``handler`` reads a body its client has not authenticated yet (HMAC): a slow
         body must not let an anonymous client hold connections the limit needs."""
         self._unauthenticated[handler] = None
+        self._changed.set()
 
     def closed(self, handler: GuardedHandler) -> None:
         self._idle.pop(handler, None)
@@ -151,19 +153,24 @@ class Gate:
     async def room(self) -> None:
         """Return once a connection may be accepted: evict the longest idle one if need be."""
         while self.open >= self.limit:
-            self._released.clear()
-            if self._idle:
-                handler, _ = self._idle.popitem(last=False)
-                self.tally.note(f"idle connections closed at the limit of {self.limit}")
-                _drop(handler)
-            elif self._unauthenticated:
-                handler, _ = self._unauthenticated.popitem(last=False)
-                self.tally.note("unauthenticated body reads closed at the limit of "
-                                f"{self.limit}")
-                _drop(handler)
-            else:
+            self._changed.clear()
+            if not self.evict(f"at the limit of {self.limit}"):
+                # all busy, or accepted and not yet started: wait for one to close or idle
                 self.tally.note(f"waits at the limit of {self.limit} busy connections")
-            await self._released.wait()
+            await self._changed.wait()
+
+    def evict(self, why: str) -> bool:
+        """Close the connection idle longest, else the oldest unauthenticated body read."""
+        if self._idle:
+            handler, _ = self._idle.popitem(last=False)
+            self.tally.note(f"idle connections closed {why}")
+        elif self._unauthenticated:
+            handler, _ = self._unauthenticated.popitem(last=False)
+            self.tally.note(f"unauthenticated body reads closed {why}")
+        else:
+            return False
+        _drop(handler)
+        return True
 
     def sweep(self) -> None:
         """Close the connections that sent no complete headers within the header timeout."""
@@ -241,8 +248,9 @@ class GatedSite(web.BaseSite):
             try:
                 sock, _ = await loop.sock_accept(listener)
             except OSError as exc:
-                if exc.errno in RESOURCE_ERRNOS:
+                if exc.errno in RESOURCE_ERRNOS:  # descriptors used elsewhere: make room
                     self.gate.tally.note("accept failures", f"{exc.strerror}")
+                    self.gate.evict("when accept() failed")
                     await asyncio.sleep(0.1)
                 continue
             self.gate.acquire()
