@@ -20,7 +20,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.receiver.conftest import SHOP, TOKEN, alert_json
-from tests.receiver.serve_process import ServeProcess, forged_lines
+from tests.receiver.serve_process import (
+    ServeProcess,
+    forged_lines,
+    raw_exchange,
+    split_response,
+)
 
 HEADERS = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
 FIELDS = ("container.name", "container.id", "k8s.pod.name", "k8s.ns.name", "proc.name",
@@ -114,3 +119,27 @@ def test_any_body_gets_no_5xx_and_every_2xx_is_journaled(
         assert alert.json()["id"] == answer["id"]
     else:
         assert set(answer) == {"error"} and "\n" not in answer["error"]
+
+
+header_values = st.binary(min_size=1, max_size=200).map(
+    lambda v: v.replace(b"\r", b"").replace(b"\n", b"").strip() or b"x")
+
+
+@settings(max_examples=100, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from([b"Authorization", b"X-CSI-Signature", b"Content-Type",
+                             b"Expect", b"Content-Encoding"]), value=header_values)
+def test_any_header_value_gets_a_json_answer_and_no_5xx(
+        serve: ServeProcess, name: bytes, value: bytes) -> None:
+    """Raw header bytes (non-ASCII, invalid UTF-8, control characters) in the headers
+    the receiver reads: a 2xx or a 4xx with one line of JSON, never a 5xx."""
+    body = json.dumps(alert_json(SHOP)).encode()
+    auth = b"" if name == b"Authorization" else b"Authorization: Bearer " + TOKEN.encode() \
+        + b"\r\n"
+    raw = raw_exchange(serve.port, b"POST /falco HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                       + auth + name + b": " + value + b"\r\nContent-Length: "
+                       + str(len(body)).encode() + b"\r\n\r\n" + body, timeout=30)
+    status, headers, answer = split_response(raw.removeprefix(b"HTTP/1.1 100 Continue\r\n\r\n"))
+    assert 200 <= status < 500, raw[:300]
+    assert headers["content-type"].startswith("application/json"), raw[:300]
+    assert b"\n" not in answer and isinstance(json.loads(answer), dict)
