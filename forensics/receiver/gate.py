@@ -34,6 +34,7 @@ import socket
 import ssl
 import sys
 from collections import OrderedDict
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
@@ -103,7 +104,8 @@ class GuardedHandler(RequestHandler):
         else:
             log.error("error handling a request: %s", f"{type(exc).__name__}: {exc}"
                       if exc else text or "unknown")
-            body = {"error": "internal error" if status == 500 else text or "error"}
+            body = {"error": "internal error" if status == 500 else
+                    text or HTTPStatus(status).phrase.lower()}
         response = web.json_response(body, status=status)
         response.force_close()
         return response
