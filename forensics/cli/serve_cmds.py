@@ -50,14 +50,13 @@ def serve(config_file: str | None, **flags: Any) -> None:
     import logging
 
     from forensics.receiver.config import load_serve_config
+    from forensics.receiver.logs import OneLineFormatter
     from forensics.receiver.server import build_service, serve_forever
-    from forensics.report.home import warn_if_readable
 
     config = load_serve_config(config_file, flags)
-    logging.basicConfig(level=config.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
-    for secret, what in ((config.token_file, "token file"), (config.tls_key, "TLS key"),
-                         (config.hmac_secret_file, "HMAC key file")):
-        warn_if_readable(secret, what)
+    handler = logging.StreamHandler(sys.stderr)  # one line per record: alert text is hostile
+    handler.setFormatter(OneLineFormatter(LOG_FORMAT))
+    logging.basicConfig(level=config.log_level.upper(), handlers=[handler])
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING if not config.access_log
                                                  else logging.INFO)
     service = build_service(config)

@@ -20,14 +20,23 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
 from forensics.errors import UsageError
+from forensics.report.home import warn_if_readable
 
 SIGNATURE_HEADER = "X-CSI-Signature"
+log = logging.getLogger("csi.receiver")
 SIGNATURE_PREFIX = "sha256="
+
+
+def warn_if_exposed(path: str, what: str) -> None:
+    """A secret others may read is still used (a Kubernetes Secret is often 0644 through
+    its volume's defaultMode), but never silently."""
+    warn_if_readable(path, what)
 
 
 def read_secret(path: str, what: str) -> bytes:
@@ -36,9 +45,16 @@ def read_secret(path: str, what: str) -> bytes:
     except OSError as exc:
         raise UsageError(f"{what} {path}: cannot read it", why=exc.strerror or str(exc)
                          ) from None
+    warn_if_exposed(path, what)
     if len(secret) < 16:
         raise UsageError(f"{what} {path}: the secret is {len(secret)} bytes; use at least 16")
     return secret
+
+
+def _octets(header: str) -> bytes:
+    """A header value as the bytes that came on the wire (aiohttp decodes them as UTF-8
+    with surrogateescape): any bytes compare, none raise."""
+    return header.encode("utf-8", "surrogateescape")
 
 
 def sign(secret: bytes, body: bytes) -> str:
@@ -68,11 +84,11 @@ class Authenticator:
         if self.token and authorization:
             scheme, _, value = authorization.partition(" ")
             if scheme.lower() == "bearer" and hmac.compare_digest(
-                    value.strip().encode(), self.token):
+                    _octets(value.strip()), self.token):
                 return None
             failure = "invalid bearer token"
         if self.hmac_secret and signature:
-            if hmac.compare_digest(signature.strip().lower().encode(),
+            if hmac.compare_digest(_octets(signature.strip().lower()),
                                    sign(self.hmac_secret, body).encode()):
                 return None
             failure = f"invalid {SIGNATURE_HEADER} signature"
@@ -107,6 +123,7 @@ def server_ssl_context(cert: str, key: str, client_ca: str | None) -> ssl.SSLCon
     """TLS for the listener; with ``client_ca`` a client certificate is required (mTLS)."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    warn_if_exposed(key, "tls_key")
     try:
         context.load_cert_chain(cert, key)
         if client_ca:

@@ -17,6 +17,9 @@ flag ``--<name-with-dashes>``. Example ``csi.yaml``::
       allow_unauthenticated: false
       journal_sync: normal          # normal (survives kill -9) | full (survives power loss)
       journal_retention: 30d        # forget alerts and captures that ended longer ago (0: never)
+      header_timeout: 10s           # a connection's request headers must arrive within this
+      body_timeout: 30s             # and the request body within this
+      max_connections: 1000         # default: RLIMIT_NOFILE less a reserve, at most 1024
 """
 
 from __future__ import annotations
@@ -54,6 +57,9 @@ class ServeConfig:
     journal_sync: str = "normal"
     journal_retention: float = 30 * 86400.0  # seconds; 0 keeps everything
     max_body: int = 1024 * 1024
+    header_timeout: float = 10.0  # seconds for a request's headers (from open or keep-alive)
+    body_timeout: float = 30.0  # seconds for a request's body
+    max_connections: int | None = None  # None: from RLIMIT_NOFILE (forensics.receiver.gate)
     registry: str | None = None  # where captures push; None: the OCI layout in the home
     registry_backend: str = "native"  # or "buildah"
     kubeconfig: str | None = None  # kubernetes backend: default kubectl's rules / in-cluster
@@ -89,9 +95,9 @@ class ServeConfig:
 
 _FIELDS = {f.name: f for f in fields(ServeConfig)}
 _BOOLS = {"allow_unauthenticated", "access_log"}
-_INTS = {"max_body", "workers"}
+_INTS = {"max_body", "workers", "max_connections"}
 _FLOATS = {"drain_timeout"}
-_DURATIONS = {"journal_retention"}
+_DURATIONS = {"journal_retention", "header_timeout", "body_timeout"}
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -192,5 +198,9 @@ def validate(config: ServeConfig) -> None:
         raise UsageError("tls_cert and tls_key go together: set both or neither")
     if config.tls_client_ca and not config.tls_cert:
         raise UsageError("tls_client_ca (mTLS) needs TLS: set tls_cert and tls_key too")
+    for name, seconds in (("header_timeout", config.header_timeout),
+                          ("body_timeout", config.body_timeout)):
+        if seconds <= 0:
+            raise UsageError(f"{name} must be more than 0 seconds")
     if config.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise UsageError(f"log_level {config.log_level!r} is not debug, info, warning or error")

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,6 +33,9 @@ _TIME = re.compile(r"^(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?
                    r"(Z|z|[+-]\d{2}:\d{2})$")
 FieldValue = str | int | float | bool | None
 MAX_FIELDS = 1000
+MAX_DEPTH = 32  # nesting of objects and arrays; Falco's alerts have 2
+# A \uD800-\uDFFF escape: only then can a decoded string hold a lone surrogate.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 
 
 class InvalidAlert(CsiError):
@@ -166,9 +171,16 @@ def parse_alert(data: object) -> Alert:
 
 
 def decode_alert(body: bytes) -> Alert:
-    """Decode and validate an HTTP body; the error says what is wrong with it."""
+    """Decode and validate an HTTP body; the error says what is wrong with it.
+
+    The body is the attacker's: beyond JSON syntax it must hold no lone UTF-16
+    surrogate (``"\\ud800"`` decodes to a string no UTF-8 encoder, SQLite or
+    report writer accepts), no number that is not finite (``1e999`` would
+    become ``inf``) or longer than Python's integer limit, and no nesting
+    deeper than :data:`MAX_DEPTH` (every later reader walks it).
+    """
     try:
-        data = json.loads(body, parse_constant=_reject_constant)
+        data = json.loads(body, parse_constant=_reject_constant, parse_float=_finite)
     except UnicodeDecodeError as exc:
         raise InvalidJson(f"the body is not UTF-8: {exc.reason} at byte {exc.start}") from None
     except json.JSONDecodeError as exc:
@@ -178,7 +190,46 @@ def decode_alert(body: bytes) -> Alert:
         raise InvalidJson(str(exc)) from None
     except RecursionError:
         raise InvalidJson("invalid JSON: nested too deeply") from None
+    except ValueError:  # an integer longer than sys.get_int_max_str_digits()
+        raise InvalidJson("invalid JSON: an integer has more than "
+                          f"{sys.get_int_max_str_digits()} digits") from None
+    if body.count(b"[") + body.count(b"{") > MAX_DEPTH:
+        _check_depth(data)
+    if _SURROGATE_ESCAPE.search(body):
+        _check_strings(data)
     return parse_alert(data)
+
+
+def _children(value: object) -> list[Any]:
+    if isinstance(value, dict):
+        return [*value.keys(), *value.values()]
+    return list(value) if isinstance(value, list) else []
+
+
+def _check_depth(data: object) -> None:
+    """Nesting deeper than :data:`MAX_DEPTH` is refused (iteratively: no recursion)."""
+    level: list[object] = [data]
+    for _ in range(MAX_DEPTH + 1):
+        level = [c for v in level for c in _children(v) if isinstance(c, dict | list)]
+        if not level:
+            return
+    raise InvalidJson(f"invalid JSON: nested deeper than {MAX_DEPTH} levels")
+
+
+def _check_strings(data: object) -> None:
+    """Every string (keys too) must be encodable as UTF-8: no lone surrogate."""
+    stack: list[object] = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise InvalidJson(f"invalid JSON: the string {value[:40]!r} holds a lone "
+                                  f"UTF-16 surrogate ({exc.object[exc.start]!r}), which is "
+                                  "not Unicode text") from None
+        else:
+            stack.extend(_children(value))
 
 
 class InvalidJson(InvalidAlert):
@@ -191,6 +242,15 @@ class _NotJson(ValueError):
 
 def _reject_constant(name: str) -> None:
     raise _NotJson(f"invalid JSON: {name} is not a JSON value")
+
+
+def _finite(text: str) -> float:
+    """JSON numbers only as finite floats: ``1e999`` is refused, never ``inf``."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotJson(f"invalid JSON: the number {text[:40]} is out of range "
+                       "(not a finite double)")
+    return value
 
 
 def _json_type(value: object) -> str:

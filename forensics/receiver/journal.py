@@ -24,8 +24,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +36,7 @@ from typing import Any
 
 from forensics.capture.request import CaptureRequest, CaptureResult, Target
 from forensics.errors import CsiError
-from forensics.receiver.falco import Alert, decode_alert
+from forensics.receiver.falco import Alert, InvalidAlert, decode_alert
 from forensics.receiver.policy import Decision, decision_json
 from forensics.receiver.schema import (
     ALERT_ROW,
@@ -48,6 +51,8 @@ from forensics.report.home import private_db
 SYNC_MODES = {"normal": "NORMAL", "full": "FULL"}
 CAPTURE_STATES = ("queued", "running", "done", "failed")
 KEEP_REJECTIONS = 10_000
+log = logging.getLogger("csi.receiver")
+RECOVER_FREE = 16 * 1024 * 1024  # bytes free before a journal whose write failed is ready again
 
 
 class JournalError(CsiError):
@@ -95,6 +100,7 @@ class Journal:
         self.path, self.sync = path, sync
         self._lock = threading.RLock()
         self._rejections = 0
+        self._failure: str | None = None  # why the last write failed; None once one succeeds
         self._checkpointer: threading.Thread | None = None
         self._closing = threading.Event()
         if sqlite3.sqlite_version_info < MIN_SQLITE:
@@ -135,10 +141,16 @@ class Journal:
             try:
                 yield self._db
                 self._db.execute("COMMIT")
+            except sqlite3.Error as exc:  # disk full, I/O error: readiness says so
+                self._failure = str(exc)
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
             except BaseException:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise
+            self._failure = None
 
     def _migrate(self) -> None:
         with self._tx() as db:
@@ -201,12 +213,25 @@ class Journal:
         return known
 
     def pending(self) -> list[Pending]:
-        """Alerts journaled but not settled, oldest first."""
+        """Alerts journaled but not settled, oldest first.
+
+        A body that is no longer a valid alert (journaled by an older csi that
+        accepted it) is settled ``unresolved`` with the reason, alone: it never
+        stops the receiver from starting nor its neighbours from settling."""
         with self._lock:
-            rows = self._db.execute("SELECT body, decision FROM alerts WHERE state = "
+            rows = self._db.execute("SELECT id, body, decision FROM alerts WHERE state = "
                                     "'received' ORDER BY seq").fetchall()
-        return [Pending(decode_alert(body), Decision.from_dict(json.loads(decision)))
-                for body, decision in rows]
+        found, invalid = [], []
+        for alert_id, body, decision in rows:
+            try:
+                found.append(Pending(decode_alert(body), Decision.from_dict(json.loads(decision))))
+            except (InvalidAlert, ValueError, KeyError, TypeError) as exc:
+                log.warning("journal: alert %s is not a valid alert any more, settled "
+                            "unresolved: %s", alert_id, exc)
+                invalid.append(Settlement(alert_id, "unresolved", f"not a valid alert: {exc}"))
+        if invalid:
+            self.settle(invalid, time.time())
+        return found
 
     def settle(self, settlements: list[Settlement], now: float) -> None:
         """Record outcomes and create their captures (``queued``), in one transaction."""
@@ -297,7 +322,7 @@ class Journal:
     def record_rejection(self, status: int, reason: str, remote: str, excerpt: bytes,
                          now: float) -> None:
         """A refused body (4xx): kept for the responder, the last ``KEEP_REJECTIONS``."""
-        with self._lock:
+        with self._lock, _errors(self.path, "journal write failed"):  # disk full: no 500
             self._db.execute("INSERT INTO rejections (received, status, reason, remote, "
                              "excerpt) VALUES (?, ?, ?, ?, ?)",
                              (now, status, reason, remote, excerpt))
@@ -319,14 +344,37 @@ class Journal:
         return alerts, captures
 
     def writable(self) -> str | None:
-        """None if a write transaction can be taken now, else why not."""
+        """None if a write transaction can be taken now, else why not.
+
+        Taking the lock is not enough: on a full disk every commit fails while
+        ``BEGIN`` succeeds. After a failed write the journal stays not writable
+        until a real commit succeeds (an alert's, or this probe's)."""
+        failure = self._failure
+        if failure is not None:
+            free = _free_bytes(self.path.parent)
+            if free is not None and free < RECOVER_FREE:  # a page fits, an alert would not
+                return (f"journal {self.path} is not writable: the last write failed "
+                        f"({failure}) and {free} bytes are free")
         try:
             with self._lock:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.execute("ROLLBACK")
-        except sqlite3.Error as exc:
+                if failure is None:
+                    self._db.execute("BEGIN IMMEDIATE")
+                    self._db.execute("ROLLBACK")
+                else:
+                    with self._tx() as db:  # a commit that writes a page
+                        version = db.execute("PRAGMA user_version").fetchone()[0]
+                        db.execute(f"PRAGMA user_version = {int(version) + 1}")
+        except (sqlite3.Error, JournalError) as exc:
             return f"journal {self.path} is not writable: {exc}"
         return None
+
+
+def _free_bytes(directory: Path) -> int | None:
+    try:
+        stat = os.statvfs(directory)
+    except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@
                                        ``true`` for a repeat of a journaled alert)
 ``csi_alerts_rejected_total``          refused, by ``reason``: ``unauthenticated``,
                                        ``unsupported_media_type``, ``too_large``,
+                                       ``too_slow`` (``body_timeout``),
                                        ``invalid_json``, ``invalid_alert``, ``unavailable``
 ``csi_alert_outcomes_total``           settled alerts by ``outcome`` (``capture``,
                                        ``suppressed``, ``notified``, ``ignored``, ``host``,
@@ -26,8 +27,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-REJECT_REASONS = ("unauthenticated", "unsupported_media_type", "too_large", "invalid_json",
-                  "invalid_alert", "unavailable")
+REJECT_REASONS = ("unauthenticated", "unsupported_media_type", "too_large", "too_slow",
+                  "invalid_json", "invalid_alert", "unavailable")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 

@@ -20,7 +20,7 @@ import signal
 import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -29,7 +29,9 @@ from forensics.receiver.app import build_app
 from forensics.receiver.auth import Authenticator, build_authenticator, server_ssl_context
 from forensics.receiver.config import ServeConfig
 from forensics.receiver.executor import DEFAULT_RUN_CAPTURE, RunCapture, make_executor
+from forensics.receiver.gate import Gate, GatedSite, connection_limit
 from forensics.receiver.journal import Journal
+from forensics.receiver.logs import Tally, loop_exception_handler
 from forensics.receiver.metrics import Metrics
 from forensics.receiver.policy import Policy, load_policy
 from forensics.receiver.service import Receiver
@@ -98,7 +100,7 @@ def build_service(config: ServeConfig, policy: Policy | None = None, *,
         journal.close()
         raise
     return Service(config, receiver, auth, ssl_context,
-                   build_app(receiver, auth, config.max_body))
+                   build_app(receiver, auth, config.max_body, config.body_timeout))
 
 
 @contextlib.asynccontextmanager
@@ -106,18 +108,30 @@ async def serving(service: Service) -> AsyncIterator[list[tuple[str, int]]]:
     """Resume, listen, yield the bound addresses; on exit drain and close."""
     receiver, config = service.receiver, service.config
     await receiver.start()
-    runner = web.AppRunner(service.app, handle_signals=False,
-                           access_log=log if config.access_log else None)
+    loop = asyncio.get_running_loop()
+    tally = Tally()
+    previous_handler = loop.get_exception_handler()
+    loop.set_exception_handler(loop_exception_handler(tally))
+    limit, files = connection_limit(config.max_connections)
+    handler_args: dict[str, Any] = {  # keep-alive: the gate closes idle connections first
+        "access_log": log if config.access_log else None,
+        "keepalive_timeout": config.header_timeout + 5}
+    runner = web.AppRunner(service.app, handle_signals=False, **handler_args)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, config.host, config.port, ssl_context=service.ssl_context,
-                           backlog=1024)
+        site = GatedSite(runner, config.host, config.port, ssl_context=service.ssl_context,
+                         gate=Gate(limit, config.header_timeout, tally),
+                         handler_args=handler_args, backlog=1024)
         await site.start()
+        log.info("at most %d connections (RLIMIT_NOFILE %d); header timeout %gs, body "
+                 "timeout %gs", limit, files, config.header_timeout, config.body_timeout)
         yield [(str(a[0]), int(a[1])) for a in runner.addresses]
     finally:
         await runner.cleanup()
         await receiver.stop(config.drain_timeout)
         receiver.journal.close()
+        tally.flush(force=True)
+        loop.set_exception_handler(previous_handler)
 
 
 async def serve_forever(service: Service) -> None:

@@ -112,9 +112,12 @@ class Receiver:
             self._queue.put_nowait(Pending(alert, accepted.decision))
 
     def refuse(self, status: int, reason: str, message: str, remote: str,
-               body: bytes = b"") -> Answer:
-        """A 4xx answer; refused bodies (authenticated ones) are journaled too."""
-        if reason != "unauthenticated":
+               body: bytes = b"", *, journal: bool = True) -> Answer:
+        """A 4xx answer; refused bodies (authenticated ones) are journaled too.
+
+        ``journal=False``: the client is not authenticated (yet), so nothing it
+        sent may take room in the journal."""
+        if journal and reason != "unauthenticated":
             try:
                 self.journal.record_rejection(status, message, remote, body[:2048], self.clock())
             except JournalError as exc:

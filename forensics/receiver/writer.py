@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from forensics.receiver.falco import Alert
-from forensics.receiver.journal import Accepted, Journal
+from forensics.receiver.journal import Accepted, Journal, JournalError
 from forensics.receiver.policy import Decision
 
 T = TypeVar("T")
@@ -96,9 +96,23 @@ class JournalWriter:
         try:
             results: list[Any] = self.journal.record_alerts(
                 [(r.alert, r.body, r.decision, r.now) for r in records])
-        except Exception as exc:
+        except JournalError as exc:  # the disk, not a row: the whole batch failed
             results = [exc] * len(records)
+        except Exception as exc:  # a row the journal cannot take: it fails alone
+            results = self._one_by_one(records) if len(records) > 1 else [exc]
         self._resolve([r.future for r in records], results)
+
+    def _one_by_one(self, records: list[_Record]) -> list[Any]:
+        """A batch that failed for one of its rows: commit each row alone."""
+        results: list[Any] = []
+        for r in records:
+            try:
+                results.append(self.journal.record_alert(r.alert, r.body, r.decision, r.now))
+            except Exception as exc:
+                log.error("journal: cannot record alert %s: %s: %s", r.alert.id,
+                          type(exc).__name__, exc)
+                results.append(exc)
+        return results
 
     def _run(self, job: _Call) -> None:
         try:

@@ -84,7 +84,8 @@ def readable_by_others(path: Path | str, what: str) -> str | None:
     if not mode & 0o077:
         return None
     return (f"{what} {path} is readable by others (mode {mode:04o}): anyone on this machine "
-            f"who can read it can use it; run `chmod 600 {path}`")
+            f"who can read it can use it; run `chmod 600 {path}` (for a Kubernetes Secret volume, "
+            "set defaultMode: 0400)")
 
 
 def warn_if_readable(path: Path | str | None, what: str) -> str | None:

@@ -113,3 +113,21 @@ def test_tls_without_client_ca_still_needs_the_token(base_config: ServeConfig,
         with_token = requests.post(srv.url + "/falco", data=alert_bytes(SHOP), verify=pki["ca"],
                                    timeout=10, headers={"Authorization": f"Bearer {TOKEN}"})
         assert with_token.status_code == 202
+
+
+def test_tls_handshake_never_started_is_cut_off_at_the_header_timeout(
+        base_config: ServeConfig, pki: dict[str, str]) -> None:
+    """Issue 11 item 3: a client that opens TLS connections and never sends a ClientHello
+    held a descriptor each for 60 s (asyncio's default); now for ``header_timeout``."""
+    import socket
+    import time
+
+    config = replace(base_config, tls_cert=pki["server"], tls_key=_key(pki["server"]),
+                     header_timeout=1.0)
+    with ServerThread(config, run_capture=Recorder()) as srv:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+            started = time.monotonic()
+            assert sock.recv(100) == b""
+            assert 0.5 < time.monotonic() - started < 4.0
+        reply = requests.get(srv.url + "/healthz", verify=pki["ca"], timeout=10)
+        assert reply.json() == {"status": "ok"}

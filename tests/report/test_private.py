@@ -51,7 +51,8 @@ def test_signing_key_readable_by_others_is_used_with_a_warning(
     assert load_signing_key(home).fingerprint == key.fingerprint
     assert [r.getMessage() for r in caplog.records] == [
         f"the report signing key {path} is readable by others (mode 0644): anyone on this "
-        f"machine who can read it can use it; run `chmod 600 {path}`"]
+        f"machine who can read it can use it; run `chmod 600 {path}` (for a Kubernetes Secret "
+        "volume, set defaultMode: 0400)"]
 
 
 def test_serve_token_file_readable_by_others_warns_once(tmp_path: Path) -> None:
@@ -75,9 +76,10 @@ def test_serve_token_file_readable_by_others_warns_once(tmp_path: Path) -> None:
             proc.wait(10)
     lines = [line for line in log.read_text().splitlines() if "readable by others" in line]
     assert len(lines) == 1
-    assert lines[0].endswith(f"WARNING token file {token} is readable by others (mode 0644): "
+    assert lines[0].endswith(f"WARNING token_file {token} is readable by others (mode 0644): "
                              "anyone on this machine who can read it can use it; run "
-                             f"`chmod 600 {token}`")
+                             f"`chmod 600 {token}` (for a Kubernetes Secret volume, set "
+                             "defaultMode: 0400)")
     assert "Traceback" not in log.read_text()
 
 
