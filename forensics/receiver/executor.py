@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -171,7 +172,10 @@ class LocalExecutor:
         while (request := self._next()) is not None:
             try:
                 self._run(request)
-            except Exception:  # the journal failed: the capture stays queued or running
+            except (sqlite3.Error, OSError, CsiError) as exc:  # the journal failed (disk full)
+                log.error("capture %s could not be recorded in the journal: %s (it stays "
+                          "queued or running there)", request.id, exc)
+            except Exception:  # a bug in csi: the capture stays queued or running
                 log.exception("capture %s could not be recorded", request.id)
             finally:
                 with self._cond:

@@ -173,3 +173,26 @@ def test_argo_needs_its_server(journal: Journal) -> None:
     with pytest.raises(UsageError, match="unknown executor 'k8s'"):
         make_executor("k8s", journal)
     assert make_executor("local", journal).name == "local"
+
+
+def test_journal_disk_full_at_finish_is_one_line_not_a_traceback(
+        journal: Journal, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A full journal disk when a capture ends is logged as one line: no traceback, and the
+    worker goes on to the next capture."""
+    import sqlite3
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    requests = queued(journal, 2)
+    monkeypatch.setattr(journal, "finish", full)
+    executor = LocalExecutor(journal, lambda r: CaptureResult(r.id), workers=1)
+    for request in requests:
+        executor.submit(request)
+    assert executor.drain(10) == 0
+    lines = [r for r in caplog.records if "could not be recorded" in r.getMessage()]
+    assert [r.getMessage() for r in lines] == [
+        f"capture {r.id} could not be recorded in the journal: database or disk is full "
+        "(it stays queued or running there)" for r in requests]
+    assert all(r.exc_info is None for r in lines)
