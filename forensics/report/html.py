@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from forensics.archive.proctree import Elided
 from forensics.report import views as v
 from forensics.report.htmlkit import Safe, esc, join, table, tag, value, void
 
@@ -189,7 +190,10 @@ def _processes(doc: dict[str, Any]) -> Safe:
         else:
             html.append("</li>" + "</ul></li>" * (depth - d))
         depth = d
-        html.append(_process(p, doc))
+        if isinstance(p, Elided):  # a branch past MAX_DEPTH: its processes are in the JSON
+            html.append(str(Safe('<li class="proc elided">') + tag("div", p.text(), class_="meta")))
+        else:
+            html.append(_process(p, doc))
     html.append("</li>" + "</ul></li>" * depth + "</ul>")
     legend = tag("p", "Processes that findings point at are highlighted, with links to them.",
                  class_="muted")

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
+
+from forensics.visible import escape  # rich's escape, control characters made visible
 
 
 def human_size(n: int) -> str:
@@ -81,7 +82,9 @@ def inspect_tree(node: dict[str, Any]) -> Tree:
     if "process_tree" in node:
         files = {f["pid"]: f["open_files"] for f in node.get("file_descriptors", [])}
         sockets = {s["pid"]: s["open_sockets"] for s in node.get("sockets", [])}
-        _add_process(tree.add("Process tree"), node["process_tree"], files, sockets)
+        branch = tree.add("Process tree")
+        for root in [node["process_tree"], *node.get("other_process_trees", [])]:
+            _add_processes(branch, root, files, sockets)
     if node.get("mounts"):
         mounts = tree.add("Overview of mounts")
         for mount in node["mounts"]:
@@ -126,12 +129,28 @@ def _add_metadata(tree: Tree, meta: dict[str, Any]) -> None:
             annotations.add(f"{escape(key)}: {escape(value)}")
 
 
+def _add_processes(
+    parent: Tree,
+    root: dict[str, Any],
+    files: dict[int, list[dict[str, Any]]],
+    sockets: dict[int, list[dict[str, Any]]],
+) -> None:
+    """One root's tree, without recursion (``inspect_dict`` cut branches past MAX_DEPTH)."""
+    stack: list[tuple[Tree, dict[str, Any]]] = [(parent, root)]
+    while stack:
+        under, ps = stack.pop()
+        node = _add_process(under, ps, files, sockets)
+        if "children_elided" in ps:
+            node.add(f"[dim]{escape(ps['children_elided']['text'])}[/]")
+        stack.extend((node, child) for child in reversed(ps.get("children", [])))
+
+
 def _add_process(
     parent: Tree,
     ps: dict[str, Any],
     files: dict[int, list[dict[str, Any]]],
     sockets: dict[int, list[dict[str, Any]]],
-) -> None:
+) -> Tree:
     name = ps.get("cmdline") or ps["command"]
     state = "" if ps["task_state"] == "Alive" else f" ({ps['task_state']})"
     label = escape(f"[{ps['pid']}]{state}")
@@ -161,8 +180,7 @@ def _add_process(
         open_sockets = node.add("Open sockets")
         for s in sockets[ps["pid"]]:
             open_sockets.add(escape(socket_line(s)))
-    for child in ps.get("children", []):
-        _add_process(node, child, files, sockets)
+    return node
 
 
 def socket_line(s: dict[str, Any]) -> str:
