@@ -29,7 +29,16 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 MAX_DEPTH = 64
-"""Levels a rendered tree shows before it elides a branch with a count."""
+"""Levels the JSON, HTML and Markdown trees show before they elide a branch with a count."""
+TERMINAL_DEPTH = 24
+"""Levels a terminal tree shows (each level indents it by 4 columns)."""
+
+
+def elision_text(processes: int, levels: int, first_pid: int, deepest_pid: int) -> str:
+    """``… 1,036 more levels, 1,036 processes (pid 65 down to pid 1100)``."""
+    more = f"{levels:,} more level{'s' if levels != 1 else ''}"
+    procs = f"{processes:,} process{'es' if processes != 1 else ''}"
+    return f"… {more}, {procs} (pid {first_pid} down to pid {deepest_pid})"
 
 
 @dataclass(frozen=True)
@@ -46,10 +55,7 @@ class Elided:
     indices: tuple[int, ...]  # the elided entries, in tree order
 
     def text(self) -> str:
-        """``… 1,036 more levels, 1,036 processes (pid 65 down to pid 1100)``."""
-        levels = f"{self.levels:,} more level{'s' if self.levels != 1 else ''}"
-        procs = f"{self.processes:,} process{'es' if self.processes != 1 else ''}"
-        return f"… {levels}, {procs} (pid {self.first_pid} down to pid {self.deepest_pid})"
+        return elision_text(self.processes, self.levels, self.first_pid, self.deepest_pid)
 
 
 @dataclass

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from forensics.archive.proctree import Elided
+from forensics.archive.proctree import TERMINAL_DEPTH, Elided
 from forensics.report import views as v
 from forensics.visible import escape, visible  # control characters made visible
 
@@ -109,7 +109,7 @@ def _short(val: Any, limit: int = 160) -> str:
 def _tree(doc: dict[str, Any]) -> Tree:
     root = Tree("[bold]Process tree[/]")
     stack: list[Tree] = [root]
-    for depth, p in v.process_tree(doc):
+    for depth, p in v.process_tree(doc, TERMINAL_DEPTH):
         del stack[depth + 1:]
         if isinstance(p, Elided):
             stack.append(stack[-1].add(f"[dim]{escape(p.text())}[/]"))

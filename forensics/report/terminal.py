@@ -11,6 +11,7 @@ from typing import Any
 from rich.table import Table
 from rich.tree import Tree
 
+from forensics.archive.proctree import TERMINAL_DEPTH, elision_text
 from forensics.visible import escape  # rich's escape, control characters made visible
 
 
@@ -135,14 +136,38 @@ def _add_processes(
     files: dict[int, list[dict[str, Any]]],
     sockets: dict[int, list[dict[str, Any]]],
 ) -> None:
-    """One root's tree, without recursion (``inspect_dict`` cut branches past MAX_DEPTH)."""
-    stack: list[tuple[Tree, dict[str, Any]]] = [(parent, root)]
+    """One root's tree, without recursion; past TERMINAL_DEPTH levels a branch is one line
+    that counts it (``inspect_dict`` itself cut what is deeper than MAX_DEPTH)."""
+    stack: list[tuple[Tree, dict[str, Any], int]] = [(parent, root, 0)]
     while stack:
-        under, ps = stack.pop()
+        under, ps, depth = stack.pop()
         node = _add_process(under, ps, files, sockets)
-        if "children_elided" in ps:
-            node.add(f"[dim]{escape(ps['children_elided']['text'])}[/]")
-        stack.extend((node, child) for child in reversed(ps.get("children", [])))
+        if ps.get("children") and depth + 1 >= TERMINAL_DEPTH:
+            node.add(f"[dim]{escape(_elided_below(ps))}[/]")
+        elif ps.get("children") or "children_elided" in ps:
+            if "children_elided" in ps:
+                node.add(f"[dim]{escape(ps['children_elided']['text'])}[/]")
+            stack.extend((node, child, depth + 1) for child in reversed(ps.get("children", [])))
+
+
+def _elided_below(ps: dict[str, Any]) -> str:
+    """The elision line for everything below ``ps`` (and below where inspect_dict cut)."""
+    count, levels, deepest = 0, 0, ps
+    stack = [(child, 1) for child in reversed(ps["children"])]
+    first = stack[-1][0]["pid"]
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if depth > levels:
+            levels, deepest = depth, node
+        stack.extend((child, depth + 1) for child in reversed(node.get("children", [])))
+        cut = node.get("children_elided")
+        if cut:
+            count += cut["processes"]
+            if depth + cut["levels"] > levels:
+                levels = depth + cut["levels"]
+                deepest = {"pid": cut["deepest_pid"]}
+    return elision_text(count, levels, first, deepest["pid"])
 
 
 def _add_process(

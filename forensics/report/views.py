@@ -79,14 +79,15 @@ def section_note(doc: dict[str, Any], section: str) -> str | None:
     return f"the {name} analyzer {run['status']}: {run['reason']}"
 
 
-def process_tree(doc: dict[str, Any]) -> Iterator[tuple[int, dict[str, Any] | Elided]]:
+def process_tree(doc: dict[str, Any], max_depth: int = MAX_DEPTH,
+                 ) -> Iterator[tuple[int, dict[str, Any] | Elided]]:
     """(depth, process) in tree order: parents before children, children by pid. Built by
     the one defensive tree builder (every process appears, whatever pstree said) and walked
-    without recursion; a branch deeper than MAX_DEPTH comes as one (depth, :class:`Elided`)
+    without recursion; a branch deeper than ``max_depth`` comes as one (depth, :class:`Elided`)
     whose ``text()`` says how much is cut; the JSON of record keeps those processes."""
     procs = doc["processes"]
     forest = build_forest([(p["pid"], p["ppid"]) for p in procs])
-    for item in forest.walk(MAX_DEPTH):
+    for item in forest.walk(max_depth):
         if isinstance(item, Elided):
             yield item.depth, item
         else:
