@@ -15,11 +15,12 @@ def _progress(quiet: bool) -> Any:
     if quiet:
         return None
     from forensics.cli.common import stderr
+    from forensics.visible import escape
 
     console = stderr()
 
-    def step(name: str, detail: str) -> None:
-        console.print(f"[bold cyan]{name:>10}[/] {detail}", highlight=False, markup=True,
+    def step(name: str, detail: str) -> None:  # detail names the container: not markup
+        console.print(f"[bold cyan]{name:>10}[/] {escape(detail)}", highlight=False, markup=True,
                       soft_wrap=True)
 
     return step

@@ -179,7 +179,7 @@ def verify(target: str, archive: str | None, skip_archive: bool,
                            expected_key=key_fingerprint)
     marks = {"ok": "[green]    ok[/]", "failed": "[bold red]FAILED[/]",
              "skipped": "[yellow]  skip[/]"}
-    from rich.markup import escape
+    from forensics.visible import escape  # rich's escape, control characters made visible
 
     console = stdout()
     for check in result.checks:
