@@ -104,17 +104,24 @@ def _findings(doc: dict[str, Any]) -> list[str]:
 def _processes(doc: dict[str, Any]) -> list[str]:
     lines = ["## Process tree", ""]
     for depth, p in v.process_tree(doc):
-        if isinstance(p, Elided):
+        if isinstance(p, Elided):  # the count, then the cut branch's processes flat
             lines.append(f"{'  ' * depth}- {text(p.text())}")
+            lines += [_process_line(depth + 1, doc["processes"][i], parent=True)
+                      for i in p.indices]
             continue
-        flag = f" **⚠ {p['severity'].upper()}** (findings {', '.join(map(str, p['findings']))})" \
-            if p["findings"] else ""
-        deleted = " (deleted)" if p.get("exe_deleted") else ""
-        lines.append(f"{'  ' * depth}- \\[{p['pid']}\\] {code(v.command(p))} — user "
-                     f"{text(v.user(p))}, exe {code(p.get('exe') or '?')}{deleted}{flag}")
+        lines.append(_process_line(depth, p))
     if not doc["processes"]:
         lines.append("No process could be read.")
     return [*lines, ""]
+
+
+def _process_line(depth: int, p: dict[str, Any], *, parent: bool = False) -> str:
+    flag = f" **⚠ {p['severity'].upper()}** (findings {', '.join(map(str, p['findings']))})" \
+        if p["findings"] else ""
+    deleted = " (deleted)" if p.get("exe_deleted") else ""
+    ppid = f" — ppid {p['ppid']}" if parent else ""
+    return (f"{'  ' * depth}- \\[{p['pid']}\\] {code(v.command(p))} — user "
+            f"{text(v.user(p))}, exe {code(p.get('exe') or '?')}{deleted}{ppid}{flag}")
 
 
 def _network(doc: dict[str, Any]) -> list[str]:

@@ -143,9 +143,13 @@ def test_deep_process_chain_analyze_and_report_render(
     assert len(chain) == PROCESSES
     cut = f"… 1,037 more levels, 1,037 processes (pid {chain[64]} down to pid {chain[-1]})"
     html = (folder / "report.html").read_text()
-    assert html.count(cut) == 1 and html.count('class="proc') == 65
-    md = (folder / "report.md").read_text()
-    assert f"{'  ' * 64}- {cut}" in md.splitlines()
+    assert html.count(cut) == 1
+    assert re.findall(r'<li id="pid-(\d+)"', html) == [str(p) for p in chain]  # all, in order
+    md = (folder / "report.md").read_text().splitlines()
+    at = md.index(f"{'  ' * 64}- {cut}")
+    assert [int(m) for m in re.findall(r"^ *- \\\[(\d+)\\\]", "\n".join(md), re.M)] == chain
+    assert md[at + 1].startswith(f"{'  ' * 65}- \\[{chain[64]}\\] `/opt/csi/implant deep 1100`")
+    assert md[at + 1].endswith(f" — ppid {chain[63]}")
     code, out, err = run(capsys, "report", "show", folder.name)
     assert code == 0, err
     assert f"… 1,077 more levels, 1,077 processes (pid {chain[24]} down to pid {chain[-1]})" \
