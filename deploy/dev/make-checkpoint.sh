@@ -2,10 +2,10 @@
 # Make a real CRIU checkpoint of a running container with podman + runc, the
 # way DESIGN.md section 6 describes, for tests and benchmarks.
 #
-#   make-checkpoint.sh [--name N] [--mode miner|reverse|idle] [--mem-mib N]
-#                      [--compress none|gzip|zstd]
+#   make-checkpoint.sh [--name N] [--mode miner|reverse|idle|deep] [--mem-mib N]
+#                      [--depth N] [--compress none|gzip|zstd]
 #                      [--pod P --namespace NS --container C]
-#                      [--env KEY=VALUE]... [--keep] -o OUT.tar
+#                      [--env KEY=VALUE]... [--keep [--leave-running]] -o OUT.tar
 #
 # The workload (deploy/dev/workload/implant.c) is built statically and put in
 # a FROM scratch image together with busybox (for /bin/sh). The container
@@ -14,6 +14,8 @@
 #   miner    idles holding its artefacts (pool URL, wallet, AKIA pages, ...)
 #   reverse  also a reverse shell: a child `sh -i` on an established TCP socket
 #   idle     no implant at all: busybox sleep (a benign baseline)
+#   deep     a hostile process tree: the implant forks a chain --depth N
+#            (default 1100) processes deep, each waiting for the next
 # --mem-mib N makes the implant fill N MiB more of memory (benchmarks).
 # --pod/--namespace/--container add the Kubernetes annotations CRI-O puts in
 # spec.dump (plus a generated io.kubernetes.pod.uid).
@@ -48,7 +50,7 @@ usage() {
 }
 
 # ---------------------------------------------------------------- arguments
-name="" mode=miner mem_mib=0 compress=zstd out="" keep=0
+name="" mode=miner mem_mib=0 depth=1100 compress=zstd out="" keep=0 leave_running=0
 pod="" namespace="" ctr_name=""
 extra_env=()
 while [ $# -gt 0 ]; do
@@ -56,19 +58,22 @@ while [ $# -gt 0 ]; do
         --name) name=${2:?--name needs a value}; shift 2 ;;
         --mode) mode=${2:?--mode needs a value}; shift 2 ;;
         --mem-mib) mem_mib=${2:?--mem-mib needs a value}; shift 2 ;;
+        --depth) depth=${2:?--depth needs a value}; shift 2 ;;
         --compress) compress=${2:?--compress needs a value}; shift 2 ;;
         --pod) pod=${2:?--pod needs a value}; shift 2 ;;
         --namespace) namespace=${2:?--namespace needs a value}; shift 2 ;;
         --container) ctr_name=${2:?--container needs a value}; shift 2 ;;
         --env) extra_env+=("${2:?--env needs KEY=VALUE}"); shift 2 ;;
         --keep) keep=1; shift ;;
+        --leave-running) leave_running=1; shift ;;
         -o | --output) out=${2:?-o needs a path}; shift 2 ;;
         -h | --help) usage ;;
         *) log "unknown argument: $1"; usage ;;
     esac
 done
 [ -n "$out" ] || { log "missing -o OUT.tar"; usage; }
-case $mode in miner | reverse | idle) ;; *) log "bad --mode: $mode"; usage ;; esac
+case $mode in miner | reverse | idle | deep) ;; *) log "bad --mode: $mode"; usage ;; esac
+[[ $depth =~ ^[0-9]+$ ]] && [ "$depth" -le 3000 ] || { log "bad --depth: $depth"; usage; }
 case $compress in none | gzip | zstd) ;; *) log "bad --compress: $compress"; usage ;; esac
 [[ $mem_mib =~ ^[0-9]+$ ]] || { log "bad --mem-mib: $mem_mib"; usage; }
 # podman's own name rule: never an option (--latest), a path or a control character
@@ -82,8 +87,8 @@ if [ "$k8s_given" -ne 0 ] && [ "$k8s_given" -ne 3 ]; then
     log "--pod, --namespace and --container go together"
     usage
 fi
-if [ "$mode" = idle ] && [ "$mem_mib" -gt 0 ]; then
-    log "warning: --mem-mib is ignored in idle mode (no implant runs)"
+if [ "$mode" = idle ] || [ "$mode" = deep ] && [ "$mem_mib" -gt 0 ]; then
+    log "warning: --mem-mib is ignored in $mode mode"
 fi
 [ -n "$name" ] || name=csi-$mode-$(head -c 4 /dev/urandom | od -An -tx1 | tr -d ' \n')
 mkdir -p "$(dirname "$out")"
@@ -140,10 +145,14 @@ case $mode in
         cmd=(/bin/sh -c "mkdir -p /tmp/.cache && cp /opt/csi/implant /tmp/.cache/.x && exec /tmp/.cache/.x $mode 1") ;;
     idle)
         cmd=(/bin/sh -c 'echo ready mode=idle; exec sleep 2147483647') ;;
+    deep)
+        cmd=(/opt/csi/implant deep "$depth") ;;
 esac
+nproc=1024
+[ "$mode" != deep ] || nproc=$((depth + 64))
 run_args=(run -d --replace --name "$name" --log-driver k8s-file
-    --ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
-if [ "$mem_mib" -gt 0 ] && [ "$mode" != idle ]; then
+    --ulimit nofile=1024:1024 --ulimit "nproc=$nproc:$nproc" --pids-limit "$((nproc + 64))")
+if [ "$mem_mib" -gt 0 ] && [ "$mode" != idle ] && [ "$mode" != deep ]; then
     run_args+=(--env "CSI_MEM_MIB=$mem_mib")
 fi
 for e in "${extra_env[@]}"; do run_args+=(--env "$e"); done
@@ -186,8 +195,9 @@ log "container: $("${PODMAN[@]}" logs "$cid" 2>/dev/null | grep -m1 '^ready')"
 # --------------------------------------------------------------- checkpoint
 log "checkpoint: exporting to $out (compress $compress)"
 rm -f "$out"
-if ! ckpt_out=$("${PODMAN[@]}" container checkpoint --export "$out" \
-    --compress "$compress" --tcp-established -- "$cid" 2>&1); then
+ckpt_flags=(--export "$out" --compress "$compress" --tcp-established)
+[ "$leave_running" -eq 0 ] || ckpt_flags+=(--leave-running)
+if ! ckpt_out=$("${PODMAN[@]}" container checkpoint "${ckpt_flags[@]}" -- "$cid" 2>&1); then
     # Name CRIU's first error from dump.log when there is one.
     dump_log=$("${PODMAN[@]}" inspect -f '{{.StaticDir}}' "$cid" 2>/dev/null || true)/dump.log
     reason=$(grep -m1 -E '^\(?[0-9. ]*\)? *Error' "$dump_log" 2>/dev/null \

@@ -23,6 +23,7 @@ from typing import IO, TYPE_CHECKING, Any
 from forensics.analysis.bytesearch import find_all
 from forensics.archive.checkpoint import Checkpoint
 from forensics.archive.memory import ProcessMemory, Run
+from forensics.archive.proctree import build_forest
 from forensics.errors import UsageError
 
 if TYPE_CHECKING:
@@ -59,19 +60,11 @@ def sizes(ckpt: Checkpoint) -> list[MemorySize]:
 
 
 def _tree_order(ckpt: Checkpoint) -> list[Process]:
-    """Parents before children, siblings by pid (checkpointctl's order is map-random)."""
+    """Parents before children, siblings by pid (checkpointctl's order is map-random), by
+    the one defensive tree builder: pid 0, cycles and several roots neither loop nor drop."""
     processes = ckpt.processes
-    pids = {p.pid for p in processes}
-    children: dict[int, list[Process]] = {}
-    for p in sorted(processes, key=lambda p: p.pid):
-        children.setdefault(p.ppid if p.ppid in pids else 0, []).append(p)
-    out: list[Process] = []
-    stack = list(reversed(children.get(0, [])))
-    while stack:  # iterative: a hostile pstree cannot exhaust the recursion limit
-        p = stack.pop()
-        out.append(p)
-        stack.extend(reversed(children.get(p.pid, [])))
-    return out
+    forest = build_forest([(p.pid, p.ppid) for p in processes])
+    return [processes[i] for i in forest.order()]
 
 
 def search(

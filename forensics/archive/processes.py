@@ -20,6 +20,7 @@ from forensics.archive.criu import messages as m
 from forensics.archive.criu.image import decode_entries, decode_first, decode_prefix
 from forensics.archive.criu.wire import Message
 from forensics.archive.memory import ProcessMemory, parse_pagemap
+from forensics.archive.proctree import build_forest
 from forensics.archive.source import ArchiveSource
 from forensics.errors import ArchiveError, CriuImageError
 
@@ -213,7 +214,8 @@ class ProcessLoader:
         self._memory: dict[int, ProcessMemory] = {}
 
     def pstree(self) -> list[dict[str, Any]]:
-        """The tasks, up to any damage in ``pstree.img`` (warned); a pid listed twice once."""
+        """The tasks, up to any damage in ``pstree.img`` (warned); a pid listed twice once.
+        What is wrong with the tree's shape (pid 0, cycles, several roots) is warned too."""
         label = self.images.label("pstree.img")
         tree, damage = decode_prefix(label, self.images.data("pstree.img"), "pstree", m.PSTREE)
         if damage is not None:
@@ -228,7 +230,10 @@ class ProcessLoader:
                                             "the second entry is ignored")
                 continue
             unique[pid] = entry
-        return list(unique.values())
+        tasks = list(unique.values())
+        shape = build_forest([(t.get("pid", 0), t.get("ppid", 0)) for t in tasks])
+        self.images.warnings.extend(f"{label}: {problem}" for problem in shape.problems)
+        return tasks
 
     def live_pids(self) -> list[int]:
         """The pids :meth:`load_all` would mark ``has_state`` (alive or stopped), read from

@@ -11,6 +11,7 @@ verified push (and never when ``keep_node_copy``).
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -31,6 +32,7 @@ Step = Callable[[str, str], None]
 """Called as ``step(name, detail)`` when a step starts: checkpoint, hash, push, ..."""
 
 CHUNK = 4 << 20
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,9 @@ def sha256_file(path: str) -> tuple[str, int]:
 def run_capture(request: CaptureRequest, settings: Settings | None = None,
                 step: Step | None = None) -> CaptureResult:
     """Run the whole capture; a failing step raises its CsiError (``permanent`` says whether a
-    retry can help) and leaves the archive where it is."""
+    retry can help) and leaves the archive where it is. Once the image is pushed, a failing
+    analysis or report no longer raises: the result names the image and says what failed in
+    ``error`` (the receiver journals it as a failed capture that refers to its evidence)."""
     settings = settings or Settings()
     say = step or (lambda name, detail: None)
     result = CaptureResult(request_id=request.id)
@@ -83,11 +87,27 @@ def run_capture(request: CaptureRequest, settings: Settings | None = None,
         result.timeline["archive hashed"] = _iso(datetime.now(UTC))
         push(request, settings, archive, node, result, say)
         if request.analyze:
-            analyze_stored(request, settings, work, node, result, say)
+            try:
+                analyze_stored(request, settings, work, node, result, say)
+            except Exception as exc:  # the image is stored: the result must still name it
+                result.error = analysis_failed(result, exc)
         return result
     finally:
         if owned_work:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def analysis_failed(result: CaptureResult, exc: Exception) -> str:
+    """The capture's error when the evidence is stored but its analysis or report failed:
+    the result keeps ``image_ref``, so no image is left that nothing refers to."""
+    from forensics.errors import CsiError
+
+    if not isinstance(exc, CsiError):  # a bug in csi, not a property of the evidence
+        log.error("capture %s: analysis crashed", result.request_id, exc_info=exc)
+    detail = str(exc) if isinstance(exc, CsiError) else f"{type(exc).__name__}: {exc}"
+    return (f"the evidence is stored as {result.image_ref}, but its analysis failed: {detail}; "
+            f"analyze it again with `csi pull {result.image_ref} -o FILE` "
+            "then `csi analyze FILE --save`")
 
 
 def _checkpoint(request: CaptureRequest, settings: Settings, work: str,

@@ -15,11 +15,12 @@ def _progress(quiet: bool) -> Any:
     if quiet:
         return None
     from forensics.cli.common import stderr
+    from forensics.visible import escape
 
     console = stderr()
 
-    def step(name: str, detail: str) -> None:
-        console.print(f"[bold cyan]{name:>10}[/] {detail}", highlight=False, markup=True,
+    def step(name: str, detail: str) -> None:  # detail names the container: not markup
+        console.print(f"[bold cyan]{name:>10}[/] {escape(detail)}", highlight=False, markup=True,
                       soft_wrap=True)
 
     return step
@@ -28,13 +29,18 @@ def _progress(quiet: bool) -> Any:
 def _finish(results: list[dict[str, Any]], output: str) -> None:
     if output == "json":
         dump_json(results if len(results) != 1 else results[0])
-        return
-    for r in results:
-        click.echo(f"archive sha256 {r['archive_sha256']} ({r['archive_size']} bytes)")
-        click.echo(f"image {r['image_ref']}")
-        if r["report_id"]:
-            click.echo(f"report {r['report_id']} (verdict {r['verdict']}): "
-                       f"csi report show {r['report_id']}")
+    else:
+        for r in results:
+            click.echo(f"archive sha256 {r['archive_sha256']} ({r['archive_size']} bytes)")
+            click.echo(f"image {r['image_ref']}")
+            if r["report_id"]:
+                click.echo(f"report {r['report_id']} (verdict {r['verdict']}): "
+                           f"csi report show {r['report_id']}")
+    failed = [r["error"] for r in results if r.get("error")]
+    if failed:  # the image is stored and named above; its analysis failed
+        from forensics.capture.errors import CaptureError
+
+        raise CaptureError(failed[0], permanent=True)
 
 
 def _common(f: Any) -> Any:

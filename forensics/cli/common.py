@@ -64,8 +64,10 @@ def open_checkpoint(path: str, *, hash_cache: bool = True,
 
 
 def warn(warnings: list[str]) -> None:
+    from forensics.visible import visible  # archive text: no escapes to the terminal
+
     for warning in warnings:
-        sys.stderr.write(f"csi: warning: {warning}\n")
+        sys.stderr.write(f"csi: warning: {visible(warning)}\n")
     sys.stderr.flush()
 
 

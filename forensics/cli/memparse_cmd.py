@@ -96,11 +96,12 @@ def memparse(archive: str, pid: int | None, literal: str | None, pattern: str | 
                 mp.hexdump(memory, sys.stdout, compact=True)
         else:
             from forensics.report.terminal import human_size
+            from forensics.visible import visible  # comm is the process's own choice
 
             print(f"\nDisplaying processes memory sizes from {archive}\n")
             print(f"{'PID':<6} {'Process name':<16} {'Memory size':<13} Shared memory size")
             for row in mp.sizes(ckpt):
-                print(f"{row.pid:<6} {row.comm:<16} {human_size(row.memory):<13} "
+                print(f"{row.pid:<6} {visible(row.comm):<16} {human_size(row.memory):<13} "
                       f"{human_size(row.shared)}")
         sys.stdout.flush()
         warn(ckpt.warnings)

@@ -195,7 +195,7 @@ def verify(target: str, archive: str | None, skip_archive: bool, key_files: tupl
         result = verify_stored(store, store.directory(row.id), row, **options)
     marks = {"ok": "[green]    ok[/]", "failed": "[bold red]FAILED[/]",
              "skipped": "[yellow]  skip[/]"}
-    from rich.markup import escape
+    from forensics.visible import escape  # rich's escape, control characters made visible
 
     console = stdout()
     for check in result.checks:

@@ -19,7 +19,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from forensics.report.errors import ReportError
@@ -33,7 +33,36 @@ def _visible(match: re.Match[str]) -> str:
 
 
 def json_safe(value: Any) -> Any:
-    """A copy of ``value`` that :func:`canonical_bytes` can encode (see the module doc)."""
+    """A copy of ``value`` that :func:`canonical_bytes` can encode (see the module doc).
+
+    Iterative: archive data nested thousands of levels deep cannot exhaust the recursion
+    limit."""
+    top: list[Any] = [None]
+    stack: list[tuple[Any, Any, Any]] = [(value, top, 0)]  # (value, where it goes, key)
+    while stack:
+        item, into, key = stack.pop()
+        if isinstance(item, Mapping):
+            copy: dict[str, Any] = {}
+            into[key] = copy
+            for k, v in item.items():
+                safe_key = k if type(k) is str and not _SURROGATE.search(k) else _safe(str(k))
+                copy[safe_key] = _safe(v)
+                if copy[safe_key] is _NESTED:
+                    stack.append((v, copy, safe_key))
+        elif isinstance(item, Sequence | set | frozenset) and not isinstance(item, str | bytes):
+            out = [_safe(v) for v in item]
+            into[key] = out
+            stack.extend((v, out, i) for i, v in enumerate(item) if out[i] is _NESTED)
+        else:
+            into[key] = _safe(item)
+    return top[0]
+
+
+_NESTED = object()  # json_safe: a container, copied from the stack
+
+
+def _safe(value: Any) -> Any:
+    """A scalar made safe, or _NESTED for a container."""
     if isinstance(value, str):
         return _SURROGATE.sub(_visible, value) if _SURROGATE.search(value) else value
     if value is None or isinstance(value, bool | int):
@@ -41,55 +70,62 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if isinstance(value, bytes):
-        return json_safe(value.decode("utf-8", "surrogateescape"))
-    if isinstance(value, Mapping):
-        return {json_safe(str(k)): json_safe(v) for k, v in value.items()}
-    if isinstance(value, Sequence | set | frozenset):
-        return [json_safe(v) for v in value]
-    return json_safe(str(value))
+        return _safe(value.decode("utf-8", "surrogateescape"))
+    if isinstance(value, Mapping | Sequence | set | frozenset):
+        return _NESTED
+    return _safe(str(value))
 
 
 def canonical_bytes(value: Any) -> bytes:
-    """The RFC 8785 serialisation of ``value`` (which must be :func:`json_safe`)."""
-    parts: list[str] = []
-    _encode(value, parts)
+    """The RFC 8785 serialisation of ``value`` (which must be :func:`json_safe`).
+
+    Iterative (a stack of the containers being written): no depth of nesting can
+    exhaust the recursion limit."""
+    out: list[str] = []
+    append = out.append
+    dumps = json.dumps
+    stack: list[tuple[Iterator[tuple[str, Any]], str]] = []  # (what is left, the closing mark)
+    item = value
+    while True:
+        if isinstance(item, str):
+            append(dumps(item, ensure_ascii=False))
+        elif item is None:
+            append("null")
+        elif item is True:
+            append("true")
+        elif item is False:
+            append("false")
+        elif isinstance(item, int):
+            append(str(item))
+        elif isinstance(item, float):
+            append(es_number(item))
+        elif isinstance(item, dict):
+            append("{")
+            keys = sorted(item, key=_utf16)
+            stack.append((iter([(("," if i else "") + dumps(k, ensure_ascii=False) + ":",
+                                 item[k]) for i, k in enumerate(keys)]), "}"))
+        elif isinstance(item, list):
+            append("[")
+            stack.append((iter([("," if i else "", v) for i, v in enumerate(item)]), "]"))
+        else:
+            raise ReportError(f"cannot encode a {type(item).__name__} in a report")
+        while stack:
+            entries, close = stack[-1]
+            entry = next(entries, None)
+            if entry is None:
+                append(close)
+                stack.pop()
+                continue
+            prefix, item = entry
+            if prefix:
+                append(prefix)
+            break
+        else:
+            break
     try:
-        return "".join(parts).encode("utf-8")
+        return "".join(out).encode("utf-8")
     except UnicodeEncodeError as exc:  # a lone surrogate that json_safe did not see
         raise ReportError("a report value is not valid Unicode", why=str(exc)) from None
-
-
-def _encode(value: Any, out: list[str]) -> None:
-    if value is None:
-        out.append("null")
-    elif value is True:
-        out.append("true")
-    elif value is False:
-        out.append("false")
-    elif isinstance(value, str):
-        out.append(json.dumps(value, ensure_ascii=False))
-    elif isinstance(value, int):
-        out.append(str(value))
-    elif isinstance(value, float):
-        out.append(es_number(value))
-    elif isinstance(value, dict):
-        out.append("{")
-        for i, key in enumerate(sorted(value, key=_utf16)):
-            if i:
-                out.append(",")
-            out.append(json.dumps(key, ensure_ascii=False))
-            out.append(":")
-            _encode(value[key], out)
-        out.append("}")
-    elif isinstance(value, list):
-        out.append("[")
-        for i, item in enumerate(value):
-            if i:
-                out.append(",")
-            _encode(item, out)
-        out.append("]")
-    else:
-        raise ReportError(f"cannot encode a {type(value).__name__} in a report")
 
 
 def _utf16(key: str) -> bytes:
@@ -142,18 +178,15 @@ def part_digests(document: Mapping[str, Any], *, skip: str = "signature") -> dic
     name what changed: ``/findings/3``, ``/custody/archive/sha256``.
     """
     out: dict[str, str] = {}
-
-    def walk(value: Any, parts: list[str | int]) -> None:
+    stack: list[tuple[Any, list[str | int]]] = [
+        (value, [key]) for key, value in reversed(list(document.items())) if key != skip]
+    while stack:  # iterative: objects may nest deeper than the recursion limit
+        value, parts = stack.pop()
         if isinstance(value, dict) and value:
-            for key, item in value.items():
-                walk(item, [*parts, key])
+            stack.extend((item, [*parts, key]) for key, item in reversed(value.items()))
         elif isinstance(value, list) and value and len(parts) > 0:
             for i, item in enumerate(value):
                 out[pointer([*parts, i])] = sha256_hex(canonical_bytes(item))
         else:
             out[pointer(parts)] = sha256_hex(canonical_bytes(value))
-
-    for key, value in document.items():
-        if key != skip:
-            walk(value, [key])
     return out

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.markup import escape
 from rich.tree import Tree
+
+from forensics.visible import escape, visible  # control characters made visible
 
 SEVERITY_ORDER = ("critical", "high", "medium", "low", "info")
 SEVERITY_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow",
@@ -52,7 +53,7 @@ def findings_tree(result: dict[str, Any]) -> Tree:
 
 def _md(text: object) -> str:
     """Escape what Markdown would interpret; archive content is never markup."""
-    out = str(text)
+    out = visible(text)
     for ch in "\\`*_{}[]<>()#+!|":
         out = out.replace(ch, "\\" + ch)
     return out.replace("\n", " ")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from forensics.archive.proctree import Elided
 from forensics.report import views as v
 from forensics.report.htmlkit import Safe, esc, join, table, tag, value, void
 
@@ -189,11 +190,23 @@ def _processes(doc: dict[str, Any]) -> Safe:
         else:
             html.append("</li>" + "</ul></li>" * (depth - d))
         depth = d
-        html.append(_process(p, doc))
+        if isinstance(p, Elided):  # a branch past MAX_DEPTH: its processes listed flat
+            html.append(_elided(p, doc))
+        else:
+            html.append(_process(p, doc))
     html.append("</li>" + "</ul></li>" * depth + "</ul>")
     legend = tag("p", "Processes that findings point at are highlighted, with links to them.",
                  class_="muted")
     return _section("processes", "Process tree", legend, Safe("".join(html)))
+
+
+def _elided(cut: Elided, doc: dict[str, Any]) -> str:
+    """The count of a cut branch, then its processes in one flat list (each still has its
+    anchor, for the findings' links; its ppid is in its details)."""
+    flat = "".join(_process(doc["processes"][i], doc) + "</li>" for i in cut.indices)
+    return str(Safe('<li class="proc elided">') + tag("div", cut.text(), class_="meta")
+               + Safe(f"<details><summary>{cut.processes:,} processes, flat</summary>"
+                      f"<ul>{flat}</ul></details>"))
 
 
 def _process(p: dict[str, Any], doc: dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 from forensics.archive.checkpoint import Checkpoint
 from forensics.archive.model import FileEntry, Process, Socket
+from forensics.archive.proctree import MAX_DEPTH, Elided, Forest, build_forest
 
 
 @dataclass(frozen=True)
@@ -100,16 +101,13 @@ def inspect_dict(ckpt: Checkpoint, sections: Sections) -> dict[str, Any]:
 
 def _add_processes(out: dict[str, Any], ckpt: Checkpoint, sections: Sections) -> None:
     processes = ckpt.processes
+    forest = build_forest([(p.pid, p.ppid) for p in processes])  # linear: built once
     selected = processes
     if sections.pid is not None:
-        selected = _subtree(processes, sections.pid)
+        selected = _subtree(processes, forest, sections.pid)
+        forest = build_forest([(p.pid, p.ppid) for p in selected])
     if sections.ps_tree or sections.ps_tree_cmd or sections.ps_tree_env:
-        roots = [p for p in selected if p.ppid not in {q.pid for q in selected}]
-        children: dict[int, list[Process]] = {}
-        for p in selected:
-            children.setdefault(p.ppid, []).append(p)
-        if roots:
-            out["process_tree"] = _ps_node(roots[0], children, sections)
+        _add_tree(out, selected, forest, sections)
     if sections.files:
         out["file_descriptors"] = [
             {
@@ -131,15 +129,48 @@ def _add_processes(out: dict[str, Any], ckpt: Checkpoint, sections: Sections) ->
         ]
 
 
-def _subtree(processes: list[Process], pid: int) -> list[Process]:
-    wanted = {pid}
-    for p in processes:  # pstree order lists parents before children
-        if p.ppid in wanted:
-            wanted.add(p.pid)
-    return [p for p in processes if p.pid in wanted]
+def _add_tree(out: dict[str, Any], selected: list[Process], forest: Forest,
+              sections: Sections) -> None:
+    """``process_tree`` (checkpointctl's nested tree, built without recursion). Every process
+    appears once: a branch deeper than MAX_DEPTH is cut (``children_elided`` says how much)
+    and its processes are listed flat, with their ppid, in ``process_tree_elided``; roots
+    after the first (a hostile pstree can have several) are in ``other_process_trees``."""
+    roots: list[dict[str, Any]] = []
+    path: list[dict[str, Any]] = []  # the nodes from the root down to the current one
+    elided: list[dict[str, Any]] = []
+    for item in forest.walk(MAX_DEPTH):
+        if isinstance(item, Elided):
+            path[item.depth - 1]["children_elided"] = {
+                "processes": item.processes, "levels": item.levels,
+                "first_pid": item.first_pid, "deepest_pid": item.deepest_pid,
+                "text": item.text()}
+            elided += (_ps_node(selected[i], sections) for i in item.indices)
+            continue
+        depth, i = item
+        node = _ps_node(selected[i], sections)
+        del path[depth:]
+        if path:
+            path[-1].setdefault("children", []).append(node)
+        else:
+            roots.append(node)
+        path.append(node)
+    if roots:
+        out["process_tree"] = roots[0]
+    if len(roots) > 1:
+        out["other_process_trees"] = roots[1:]
+    if elided:
+        out["process_tree_elided"] = elided
 
 
-def _ps_node(p: Process, children: dict[int, list[Process]], sections: Sections) -> dict[str, Any]:
+def _subtree(processes: list[Process], forest: Forest, pid: int) -> list[Process]:
+    """``pid`` and its descendants, in tree order (whatever order pstree lists them in)."""
+    start = next((i for i, p in enumerate(processes) if p.pid == pid), None)
+    if start is None:
+        return []
+    return [processes[i] for i in forest.subtree(start)]
+
+
+def _ps_node(p: Process, sections: Sections) -> dict[str, Any]:
     node: dict[str, Any] = {
         "pid": p.pid,
         "ppid": p.ppid,
@@ -158,9 +189,6 @@ def _ps_node(p: Process, children: dict[int, list[Process]], sections: Sections)
         node["argv"] = list(p.cmdline)
     if sections.ps_tree_env and p.environ is not None:
         node["environment_variables"] = env_dict(p.environ)
-    kids = sorted(children.get(p.pid, []), key=lambda c: c.pid)
-    if kids:
-        node["children"] = [_ps_node(c, children, sections) for c in kids]
     return node
 
 

@@ -11,22 +11,25 @@ import json
 import re
 from typing import Any
 
+from forensics.archive.proctree import Elided
 from forensics.report import views as v
+from forensics.visible import visible
 
 _SPECIAL = re.compile(r"([\\`*_\[\]|~:])")  # ':' too: no autolinks in archive text
 _WWW = re.compile(r"(?i)\bwww\.")
 
 
 def text(value: object) -> str:
-    """Plain text that Markdown renders as itself."""
-    out = str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Plain text that Markdown renders as itself (control characters written out)."""
+    out = visible(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     out = _WWW.sub(lambda m: m.group(0)[:3] + "\\.", _SPECIAL.sub(r"\\\1", out))
     return out.replace("\r", " ").replace("\n", " ")
 
 
 def code(value: object, *, cell: bool = False) -> str:
-    """An inline code span that survives any content (backticks, newlines; pipes in cells)."""
-    s = str(value).replace("\r", " ").replace("\n", " ")
+    """An inline code span that survives any content (backticks, control characters written
+    out; pipes in cells)."""
+    s = visible(value)
     if cell:  # GFM splits table rows on unescaped pipes, even inside code spans
         s = s.replace("|", "\\|")
     longest = max((len(m) for m in re.findall(r"`+", s)), default=0)
@@ -101,14 +104,24 @@ def _findings(doc: dict[str, Any]) -> list[str]:
 def _processes(doc: dict[str, Any]) -> list[str]:
     lines = ["## Process tree", ""]
     for depth, p in v.process_tree(doc):
-        flag = f" **⚠ {p['severity'].upper()}** (findings {', '.join(map(str, p['findings']))})" \
-            if p["findings"] else ""
-        deleted = " (deleted)" if p.get("exe_deleted") else ""
-        lines.append(f"{'  ' * depth}- \\[{p['pid']}\\] {code(v.command(p))} — user "
-                     f"{text(v.user(p))}, exe {code(p.get('exe') or '?')}{deleted}{flag}")
+        if isinstance(p, Elided):  # the count, then the cut branch's processes flat
+            lines.append(f"{'  ' * depth}- {text(p.text())}")
+            lines += [_process_line(depth + 1, doc["processes"][i], parent=True)
+                      for i in p.indices]
+            continue
+        lines.append(_process_line(depth, p))
     if not doc["processes"]:
         lines.append("No process could be read.")
     return [*lines, ""]
+
+
+def _process_line(depth: int, p: dict[str, Any], *, parent: bool = False) -> str:
+    flag = f" **⚠ {p['severity'].upper()}** (findings {', '.join(map(str, p['findings']))})" \
+        if p["findings"] else ""
+    deleted = " (deleted)" if p.get("exe_deleted") else ""
+    ppid = f" — ppid {p['ppid']}" if parent else ""
+    return (f"{'  ' * depth}- \\[{p['pid']}\\] {code(v.command(p))} — user "
+            f"{text(v.user(p))}, exe {code(p.get('exe') or '?')}{deleted}{ppid}{flag}")
 
 
 def _network(doc: dict[str, Any]) -> list[str]:
@@ -140,7 +153,7 @@ def _iocs(doc: dict[str, Any]) -> list[str]:
         return [*lines, text(v.section_note(doc, "iocs") or "None found."), ""]
     rows = [[text(i["type"]), code(i["value"], cell=True), str(i["count"]), text(v.ioc_where(i))]
             for i in doc["iocs"]]
-    plain = "\n".join(str(i["value"]).replace("\n", " ") for i in doc["iocs"])
+    plain = "\n".join(visible(i["value"]) for i in doc["iocs"])
     return lines + _table(["type", "value", "count", "where"], rows) + [
         "Copy-ready list:", "", *_fenced(plain, "text"), ""]
 

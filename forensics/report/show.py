@@ -6,13 +6,14 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Group, RenderableType
-from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from forensics.archive.proctree import TERMINAL_DEPTH, Elided
 from forensics.report import views as v
+from forensics.visible import escape, visible  # control characters made visible
 
 if TYPE_CHECKING:
     from forensics.report.store import IndexRow
@@ -53,7 +54,7 @@ def list_table(rows: list[IndexRow], total: int) -> Table:
 
 def list_lines(rows: list[IndexRow], total: int) -> Iterator[str]:
     """The same table as plain aligned text: fast for thousands of rows (``--limit 0``)."""
-    cells = [LIST_COLUMNS, *(_list_cells(r) for r in rows)]
+    cells = [LIST_COLUMNS, *(tuple(map(visible, _list_cells(r))) for r in rows)]
     widths = [max(len(c[i]) for c in cells) for i in range(len(LIST_COLUMNS) - 1)]
     for row in cells:
         yield "  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[-1]])
@@ -67,7 +68,8 @@ def report_view(doc: dict[str, Any]) -> Group:
     parts += [t for t in (_network(doc), _files(doc), _iocs(doc)) if t is not None]
     parts += [_timeline(doc), _custody(doc)]
     if doc["warnings"]:
-        parts.append(Text("\n".join(f"warning: {w}" for w in doc["warnings"]), style="yellow"))
+        parts.append(Text("\n".join(f"warning: {visible(w)}" for w in doc["warnings"]),
+                          style="yellow"))
     return Group(*parts)
 
 
@@ -107,8 +109,11 @@ def _short(val: Any, limit: int = 160) -> str:
 def _tree(doc: dict[str, Any]) -> Tree:
     root = Tree("[bold]Process tree[/]")
     stack: list[Tree] = [root]
-    for depth, p in v.process_tree(doc):
+    for depth, p in v.process_tree(doc, TERMINAL_DEPTH):
         del stack[depth + 1:]
+        if isinstance(p, Elided):
+            stack.append(stack[-1].add(f"[dim]{escape(p.text())}[/]"))
+            continue
         flag = f" {sev(p['severity'])} findings {', '.join(f'#{i}' for i in p['findings'])}" \
             if p["findings"] else ""
         deleted = " [red](deleted)[/]" if p.get("exe_deleted") else ""

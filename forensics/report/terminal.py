@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
+
+from forensics.archive.proctree import TERMINAL_DEPTH, elision_text
+from forensics.visible import escape  # rich's escape, control characters made visible
 
 
 def human_size(n: int) -> str:
@@ -81,7 +83,9 @@ def inspect_tree(node: dict[str, Any]) -> Tree:
     if "process_tree" in node:
         files = {f["pid"]: f["open_files"] for f in node.get("file_descriptors", [])}
         sockets = {s["pid"]: s["open_sockets"] for s in node.get("sockets", [])}
-        _add_process(tree.add("Process tree"), node["process_tree"], files, sockets)
+        branch = tree.add("Process tree")
+        for root in [node["process_tree"], *node.get("other_process_trees", [])]:
+            _add_processes(branch, root, files, sockets)
     if node.get("mounts"):
         mounts = tree.add("Overview of mounts")
         for mount in node["mounts"]:
@@ -126,12 +130,52 @@ def _add_metadata(tree: Tree, meta: dict[str, Any]) -> None:
             annotations.add(f"{escape(key)}: {escape(value)}")
 
 
+def _add_processes(
+    parent: Tree,
+    root: dict[str, Any],
+    files: dict[int, list[dict[str, Any]]],
+    sockets: dict[int, list[dict[str, Any]]],
+) -> None:
+    """One root's tree, without recursion; past TERMINAL_DEPTH levels a branch is one line
+    that counts it (``inspect_dict`` itself cut what is deeper than MAX_DEPTH)."""
+    stack: list[tuple[Tree, dict[str, Any], int]] = [(parent, root, 0)]
+    while stack:
+        under, ps, depth = stack.pop()
+        node = _add_process(under, ps, files, sockets)
+        if ps.get("children") and depth + 1 >= TERMINAL_DEPTH:
+            node.add(f"[dim]{escape(_elided_below(ps))}[/]")
+        elif ps.get("children") or "children_elided" in ps:
+            if "children_elided" in ps:
+                node.add(f"[dim]{escape(ps['children_elided']['text'])}[/]")
+            stack.extend((node, child, depth + 1) for child in reversed(ps.get("children", [])))
+
+
+def _elided_below(ps: dict[str, Any]) -> str:
+    """The elision line for everything below ``ps`` (and below where inspect_dict cut)."""
+    count, levels, deepest = 0, 0, ps
+    stack = [(child, 1) for child in reversed(ps["children"])]
+    first = stack[-1][0]["pid"]
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if depth > levels:
+            levels, deepest = depth, node
+        stack.extend((child, depth + 1) for child in reversed(node.get("children", [])))
+        cut = node.get("children_elided")
+        if cut:
+            count += cut["processes"]
+            if depth + cut["levels"] > levels:
+                levels = depth + cut["levels"]
+                deepest = {"pid": cut["deepest_pid"]}
+    return elision_text(count, levels, first, deepest["pid"])
+
+
 def _add_process(
     parent: Tree,
     ps: dict[str, Any],
     files: dict[int, list[dict[str, Any]]],
     sockets: dict[int, list[dict[str, Any]]],
-) -> None:
+) -> Tree:
     name = ps.get("cmdline") or ps["command"]
     state = "" if ps["task_state"] == "Alive" else f" ({ps['task_state']})"
     label = escape(f"[{ps['pid']}]{state}")
@@ -161,8 +205,7 @@ def _add_process(
         open_sockets = node.add("Open sockets")
         for s in sockets[ps["pid"]]:
             open_sockets.add(escape(socket_line(s)))
-    for child in ps.get("children", []):
-        _add_process(node, child, files, sockets)
+    return node
 
 
 def socket_line(s: dict[str, Any]) -> str:

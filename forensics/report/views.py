@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from forensics.archive.proctree import MAX_DEPTH, Elided, build_forest
+
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 # which analyzer fills which section, to say why a section is empty
 SECTION_ANALYZER = {"network": "network", "files": "filesystem", "iocs": "ioc",
@@ -77,21 +79,19 @@ def section_note(doc: dict[str, Any], section: str) -> str | None:
     return f"the {name} analyzer {run['status']}: {run['reason']}"
 
 
-def process_tree(doc: dict[str, Any]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(depth, process) in tree order: parents before children, children by pid."""
+def process_tree(doc: dict[str, Any], max_depth: int = MAX_DEPTH,
+                 ) -> Iterator[tuple[int, dict[str, Any] | Elided]]:
+    """(depth, process) in tree order: parents before children, children by pid. Built by
+    the one defensive tree builder (every process appears, whatever pstree said) and walked
+    without recursion; a branch deeper than ``max_depth`` comes as one (depth, :class:`Elided`)
+    whose ``text()`` says how much is cut; the JSON of record keeps those processes."""
     procs = doc["processes"]
-    pids = {p["pid"] for p in procs}
-    children: dict[int, list[dict[str, Any]]] = {}
-    for p in procs:
-        children.setdefault(p["ppid"] if p["ppid"] in pids else -1, []).append(p)
-
-    def walk(parent: int, depth: int) -> Iterator[tuple[int, dict[str, Any]]]:
-        for p in sorted(children.get(parent, []), key=lambda q: q["pid"]):
-            yield depth, p
-            if p["pid"] != parent:
-                yield from walk(p["pid"], depth + 1)
-
-    yield from walk(-1, 0)
+    forest = build_forest([(p["pid"], p["ppid"]) for p in procs])
+    for item in forest.walk(max_depth):
+        if isinstance(item, Elided):
+            yield item.depth, item
+        else:
+            yield item[0], procs[item[1]]
 
 
 def command(p: dict[str, Any]) -> str:

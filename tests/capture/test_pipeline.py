@@ -120,3 +120,27 @@ def test_missing_container(capsys: pytest.CaptureFixture[str]) -> None:
     err = capsys.readouterr().err
     assert code == 3
     assert "podman has no container 'no-such-container-xyz'" in err
+
+
+def test_capture_whose_report_fails_after_the_push_still_names_its_image(
+    workload: Workload, csi_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On 755c054 a failure after the push (a 1,100-deep process tree's RecursionError, here
+    a report store that cannot be written) raised out of the pipeline: the capture's result
+    was lost and the evidence image stayed in the registry with nothing referring to it."""
+    csi_home.mkdir(parents=True, exist_ok=True)
+    (csi_home / "reports").write_text("not a folder\n")
+    code, result, err = run_json(capsys, "capture", "container", workload.name, "-o", "json")
+    assert code == 3, err
+    assert isinstance(result, dict)
+    ref = result["image_ref"]
+    assert ref.startswith("oci:") and result["manifest_digest"].startswith("sha256:")
+    assert result["report_id"] == "" and result["archive_path"] == ""
+    assert result["error"].startswith(f"the evidence is stored as {ref}, but its analysis "
+                                      "failed: ")
+    assert result["error"].endswith(f"; analyze it again with `csi pull {ref} -o "
+                                    "FILE` then `csi analyze FILE --save`")
+    assert err.splitlines()[-1].startswith("csi: error: the evidence is stored as ")
+    back = tmp_path / "back.tar"
+    assert main(["pull", ref, "-o", str(back)]) == 0, capsys.readouterr().err
+    assert hashlib.sha256(back.read_bytes()).hexdigest() == result["archive_sha256"]

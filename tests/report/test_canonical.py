@@ -57,3 +57,26 @@ def test_part_digests_name_list_items_and_leaves() -> None:
     assert sorted(digests) == ["/a~1b", "/custody/archive/sha256", "/findings/0", "/findings/1"]
     assert digests["/findings/1"] == sha256_hex(b'{"rule":"b"}')
     assert pointer(["a/b", "~", 3]) == "/a~1b/~0/3"
+
+
+def test_archive_data_nested_5000_levels_deep_is_signed_without_recursion_error() -> None:
+    """Nested data from the archive (annotations, spec.dump) is the attacker's: 5,000 levels
+    of {"a": [...]} once raised RecursionError in json_safe, canonical_bytes and
+    part_digests, and the capture failed with no report."""
+    deep: list[object] = []
+    cursor = deep
+    for _ in range(5000):
+        inner: list[object] = []
+        cursor.append({"a\udcff": inner})
+        cursor = inner
+    safe = json_safe({"x": {"y": deep}})
+    data = canonical_bytes(safe)
+    assert data == b'{"x":{"y":' + b'[{"a\\\\xff":' * 5000 + b"[]" + b"}]" * 5000 + b"}}"
+    nested: dict[str, object] = {}
+    top = nested
+    for _ in range(3000):
+        nested["k"] = {}
+        nested = nested["k"]  # type: ignore[assignment]
+    nested["v"] = 1
+    digests = part_digests({"doc": top})
+    assert digests == {"/doc" + "/k" * 3000 + "/v": sha256_hex(b"1")}

@@ -63,4 +63,4 @@ def test_markdown_escaping() -> None:
     assert code("a`b") == "``a`b``"
     assert code("`x`") == "`` `x` ``"
     assert code("a|b", cell=True) == "`a\\|b`"
-    assert code("line\nbreak") == "`line break`"
+    assert code("line\nbreak") == "`line\\nbreak`"  # a newline is shown, not a space

@@ -15,11 +15,16 @@
  *            "kworker-helper" with prctl(PR_SET_NAME) (argv unchanged).
  *
  * Usage: implant [miner|reverse] [CHUNK_MIB]
+ *        implant deep [FORKS]
  *   miner    just idle (default).
  *   reverse  fork a child that connects to 127.0.0.1:31337, the parent
  *            accepts (fd 7), and the child execs `sh -i` with fds 0-2 on the
  *            socket: a reverse shell with both ends established.
  *   CHUNK_MIB size of the AKIA mapping in MiB (default 1).
+ *   deep     none of the above: a chain of FORKS (default 1100) processes below
+ *            this one, each the parent of the next and waiting for it, as `sh -c`
+ *            calling itself makes (a hostile process tree: FORKS + 1 processes,
+ *            FORKS + 1 levels). The deepest prints the ready line.
  *
  * Environment: CSI_MEM_MIB=N makes the parent (only, after forking) fill N
  * MiB of anonymous memory with deterministic log-like text containing the
@@ -44,6 +49,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define CACHE_DIR "/tmp/.cache"
@@ -224,6 +230,25 @@ static void reverse_child(const int sync[2])
     die("exec /bin/sh");
 }
 
+/* deep mode: fork FORKS levels; every parent waits for its child (never returns). */
+static int deep_chain(long forks)
+{
+    for (long level = 0; level < forks; level++) {
+        pid_t child = fork();
+        if (child < 0)
+            die("fork");
+        if (child > 0) {
+            while (waitpid(child, NULL, 0) < 0 && errno == EINTR)
+                ;
+            _exit(0);
+        }
+    }
+    printf("ready mode=deep forks=%ld pid=%d\n", forks, (int)getpid());
+    fflush(stdout);
+    for (;;)
+        pause();
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "miner";
@@ -233,8 +258,10 @@ int main(int argc, char **argv)
     int reverse = strcmp(mode, "reverse") == 0;
     pthread_t thread;
 
+    if (argc > 1 && strcmp(mode, "deep") == 0)
+        return deep_chain(argc > 2 ? strtol(argv[2], NULL, 10) : 1100);
     if (!reverse && strcmp(mode, "miner") != 0) {
-        fprintf(stderr, "usage: %s [miner|reverse] [CHUNK_MIB]\n", argv[0]);
+        fprintf(stderr, "usage: %s [miner|reverse] [CHUNK_MIB] | deep [FORKS]\n", argv[0]);
         return 2;
     }
     if (chunk_mib < 1)
