@@ -187,8 +187,12 @@ def _ps_node(p: Process, sections: Sections) -> dict[str, Any]:
     if sections.ps_tree_cmd and p.cmdline is not None:
         node["cmdline"] = " ".join(p.cmdline)
         node["argv"] = list(p.cmdline)
+        if p.cmdline_truncated:  # bytes csi did not read (forensics/limits.py)
+            node["cmdline_truncated"] = p.cmdline_truncated
     if sections.ps_tree_env and p.environ is not None:
         node["environment_variables"] = env_dict(p.environ)
+        if p.environ_truncated:
+            node["environment_truncated"] = p.environ_truncated
     return node
 
 

@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from forensics.archive.proctree import TERMINAL_DEPTH, elision_text
+from forensics.report.views import more_bytes
 from forensics.visible import escape  # rich's escape, control characters made visible
 
 
@@ -176,7 +177,7 @@ def _add_process(
     files: dict[int, list[dict[str, Any]]],
     sockets: dict[int, list[dict[str, Any]]],
 ) -> Tree:
-    name = ps.get("cmdline") or ps["command"]
+    name = (ps.get("cmdline") or ps["command"]) + more_bytes(ps.get("cmdline_truncated"))
     state = "" if ps["task_state"] == "Alive" else f" ({ps['task_state']})"
     label = escape(f"[{ps['pid']}]{state}")
     node = parent.add(f"[bold]{label}[/]  {escape(name)}")
@@ -196,6 +197,8 @@ def _add_process(
         env = node.add("Environment variables")
         for key, value in ps["environment_variables"].items():
             env.add(f"{escape(key)}={escape(value)}")
+        if ps.get("environment_truncated"):
+            env.add(more_bytes(ps["environment_truncated"]).strip())
     if files.get(ps["pid"]):
         open_files = node.add("Open files")
         for f in files[ps["pid"]]:

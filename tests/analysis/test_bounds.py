@@ -97,6 +97,29 @@ def test_argv_bomb_analysis_and_report_stay_bounded(argv_bomb: Path, tmp_path: P
     assert "… 6,025,218 more bytes" in (report_dir / "report.md").read_text()
 
 
+def test_argv_bomb_inspect_marks_what_it_did_not_read(argv_bomb: Path, tmp_path: Path) -> None:
+    """`csi inspect` says how much of each hostile argv it left out, in JSON and in the tree."""
+    out = tmp_path / "inspect.json"
+    rc, _ = measured("inspect", "--ps-tree-cmd", "--format", "json", str(argv_bomb), stdout=out)
+    assert rc == 0
+    [view] = json.loads(out.read_bytes())
+
+    def walk(nodes: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        stack = list(nodes)
+        while stack:
+            node = stack.pop()
+            yield node
+            stack.extend(node.get("children", []))
+
+    marked = [n["cmdline_truncated"] for n in walk([view["process_tree"]])
+              if n.get("cmdline_truncated")]
+    assert marked == [6_025_218] * argvbomb.CHILDREN
+    tree = tmp_path / "inspect.txt"
+    rc, _ = measured("inspect", "--ps-tree-cmd", str(argv_bomb), stdout=tree)
+    assert rc == 0
+    assert tree.read_text().count("… 6,025,218 more bytes") == argvbomb.CHILDREN
+
+
 # ------------------------------------------------------------------ item 13: deleted.files
 
 
