@@ -178,6 +178,7 @@ trap cleanup EXIT
 log "container: starting $name ($mode${pod_uid:+, pod $namespace/$pod uid $pod_uid})"
 cid=$("${PODMAN[@]}" "${run_args[@]}" "$image" "${cmd[@]}") \
     || die "podman run failed"
+cid=${cid##*$'\n'}  # --replace may first print what it replaced: the new id is the last line
 
 # Wait for the workload's "ready" line (memory fill takes a few seconds).
 deadline=$((SECONDS + READY_TIMEOUT))

@@ -130,9 +130,15 @@ def test_analysis_worker_over_its_memory_limit_fails_the_capture_not_the_receive
         assert reply.status_code == 202, reply.text
         capture = finished(server.port)
         assert capture["state"] == "failed", capture
+        # the evidence is stored: the failed capture names its image (no orphan image)
+        image = capture["result"]["image_ref"]
+        assert image.startswith("oci:")
         assert capture["error"].startswith(
-            "the analysis ran out of memory under its limit (16 MiB, CSI_ANALYSIS_MEMORY): ")
-        assert capture["error"].endswith("(raise CSI_ANALYSIS_MEMORY if this archive is trusted)")
+            f"the evidence is stored as {image}, but its analysis failed: the analysis ran out "
+            "of memory under its limit (16 MiB, CSI_ANALYSIS_MEMORY): ")
+        assert capture["error"].endswith(
+            "(raise CSI_ANALYSIS_MEMORY if this archive is trusted); analyze it again with "
+            f"`csi pull {image} -o FILE` then `csi analyze FILE --save`")
         assert "\n" not in capture["error"]
         assert server.proc.poll() is None
         health = requests.get(f"http://127.0.0.1:{server.port}/healthz", timeout=5)
