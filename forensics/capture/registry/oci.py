@@ -29,6 +29,7 @@ from forensics.capture.registry.base import (
     PullResult,
 )
 from forensics.capture.registry.errors import ImageNotFoundError, RegistryError
+from forensics.capture.registry.limits import TransferLimits, check_digest, check_size
 from forensics.capture.registry.streams import VerifiedWriter, local_error
 
 _LAYER_TYPES = (MEDIA_LAYER, MEDIA_LAYER_GZIP, MEDIA_LAYER_ZSTD, DOCKER_LAYER, DOCKER_LAYER_GZIP)
@@ -79,12 +80,16 @@ def annotations_of(*docs: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def pick_layer(manifest: dict[str, Any], annotations: dict[str, str], what: str) -> Layer:
+def pick_layer(manifest: dict[str, Any], annotations: dict[str, str], what: str,
+               limits: TransferLimits | None = None) -> Layer:
+    """The archive's layer; its size must be a sane integer (see :func:`.limits.check_size`)."""
+    limits = limits or TransferLimits.from_env()
     layers = [lay for lay in manifest.get("layers") or [] if isinstance(lay, dict)]
     want = annotations.get(CSI_SHA256)
     for lay in layers:
         if want and lay.get("digest") == f"sha256:{want}":
-            return Layer(str(lay.get("mediaType")), str(lay["digest"]), int(lay.get("size", -1)))
+            return Layer(str(lay.get("mediaType")), check_digest(lay["digest"], what),
+                         check_size(lay.get("size"), f"{what}: layer", limits))
     if len(layers) != 1:
         raise ImageNotFoundError(f"{what}: not a checkpoint image",
                                  why=f"it has {len(layers)} layers, a checkpoint image has one")
@@ -92,7 +97,8 @@ def pick_layer(manifest: dict[str, Any], annotations: dict[str, str], what: str)
     if lay.get("mediaType") not in _LAYER_TYPES:
         raise ImageNotFoundError(f"{what}: not a checkpoint image",
                                  why=f"layer media type {lay.get('mediaType')!r}")
-    return Layer(str(lay["mediaType"]), str(lay["digest"]), int(lay.get("size", -1)))
+    return Layer(str(lay["mediaType"]), check_digest(lay.get("digest"), what),
+                 check_size(lay.get("size"), f"{what}: layer", limits))
 
 
 def is_direct(layer: Layer, annotations: dict[str, str]) -> bool:

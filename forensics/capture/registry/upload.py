@@ -93,7 +93,8 @@ class Uploader:
                                    what=f"HEAD blob {digest[:19]}")
         if resp.status_code != 200:
             return None
-        return int(resp.headers.get("Content-Length", "-1"))
+        length = resp.headers.get("Content-Length", "").strip()
+        return int(length) if length.isdigit() and len(length) < 20 else -1
 
     def _start(self) -> str:
         resp = self.client.request("POST", "blobs/uploads/", push=True, expect=(202,),
@@ -193,6 +194,7 @@ class Uploader:
             try:
                 return self.client.request(method, location, push=True, retries=1,
                                            data=body, headers=headers, expect=expect,
+                                           size=length,
                                            what=f"upload {os.path.basename(path)}", **kwargs)
             except RegistryError as exc:
                 if "DIGEST_INVALID" in exc.why:
