@@ -173,7 +173,7 @@ def test_bad_limit_in_the_environment_is_one_line(monkeypatch: pytest.MonkeyPatc
 # ---------------------------------------------------------------- the CLI, as users run it
 
 _MEASURE = ("import resource, subprocess, sys\n"
-            "done = subprocess.run(sys.argv[1:])\n"
+            "done = subprocess.run(sys.argv[1:], timeout=50)\n"
             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n"
             "sys.exit(done.returncode)\n")
 
@@ -221,3 +221,21 @@ def test_hostile_registry_csi_analyze_ref_leaves_nothing(mode: str, tmp_path: Pa
     assert code == 3
     assert rss_kib < 160 * 1024
     assert os.listdir(tmp_path / "tmp") == []  # the csi-analyze-* pull directory is gone
+
+
+def test_oversized_auth_file_is_refused_without_reading_it_whole(tmp_path: Path) -> None:
+    from forensics.capture.registry.auth import find_credentials
+
+    path = tmp_path / "auth.json"
+    with open(path, "wb") as f:
+        f.truncate(1 << 30)  # sparse: 1 GiB of NULs
+    tracemalloc.start()
+    try:
+        with pytest.raises(RegistryError) as caught:
+            find_credentials("127.0.0.1:5000", auth_file=str(path))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(caught.value) == (f"{path}: larger than 4194304 bytes (this is not a "
+                                 "credentials file)")
+    assert peak < 16 << 20

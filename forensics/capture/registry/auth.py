@@ -108,13 +108,21 @@ def _from_helper(helper: str, host: str, source: str) -> Credentials | None:
     return Credentials(user, secret, source=f"{source} ({helper})")
 
 
+_AUTH_FILE_MAX = 4 << 20  # an auth.json holds a few entries
+
+
 def find_credentials(registry: str, repository: str = "", *,
                      auth_file: str | None = None) -> Credentials | None:
     """The credentials for ``registry`` (and ``repository``), or None (anonymous)."""
     wanted = _candidates(registry, repository)
     for path in auth_files(auth_file):
         try:
-            text = path.read_text()
+            with open(path, "rb") as f:
+                raw = f.read(_AUTH_FILE_MAX + 1)
+            if len(raw) > _AUTH_FILE_MAX:
+                raise RegistryAuthError(f"{path}: larger than {_AUTH_FILE_MAX} bytes",
+                                        hint="this is not a credentials file")
+            text = raw.decode("utf-8", "replace")
         except FileNotFoundError:
             if auth_file:
                 raise RegistryAuthError(f"{path}: no such auth file") from None
