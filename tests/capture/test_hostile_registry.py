@@ -19,11 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from forensics.capture.registry.api import pull_archive
+from forensics.capture.registry.api import pull_archive, push_archive
 from forensics.capture.registry.base import RegistryOptions
 from forensics.capture.registry.errors import RegistryError
 from forensics.capture.registry.limits import TransferLimits, check_digest, check_size
+from tests.capture.conftest import KUBELET, sha256_file
 from tests.capture.hostile_registry import LAYER, LAYER_DIGEST, HostileRegistry
+from tests.capture.servers import Registry
 
 SIZE = len(LAYER)
 SHORT = LAYER_DIGEST[:19]
@@ -239,3 +241,16 @@ def test_oversized_auth_file_is_refused_without_reading_it_whole(tmp_path: Path)
     assert str(caught.value) == (f"{path}: larger than 4194304 bytes (this is not a "
                                  "credentials file)")
     assert peak < 16 << 20
+
+
+def test_limits_do_not_bound_a_real_registry_blob_by_the_manifest_cap(
+        registry: Registry, tmp_path: Path) -> None:
+    """A HEAD's Content-Length is the blob's size, not a body: a blob above the manifest cap
+    pushes and pulls (against the real docker-registry) under the small test limits."""
+    limits = TransferLimits(min_rate=1000.0, rate_window=1.0, deadline=30.0,
+                            max_manifest=1 << 20)
+    options = RegistryOptions(plain_http=True, limits=limits)
+    assert os.path.getsize(KUBELET) > 1 << 20
+    pushed = push_archive(KUBELET, f"{registry.host}/hostile/cap:one", options=options)
+    pulled = pull_archive(pushed.pinned, str(tmp_path / "back.tar"), options=options)
+    assert pulled.sha256 == sha256_file(KUBELET) == pushed.archive_sha256

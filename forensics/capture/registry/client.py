@@ -190,6 +190,7 @@ class RegistryClient:
                                                 f"token server {realm}",
                                                 refuse=resp.status_code == 200))
                 finally:
+                    resp.raw.close()  # a cut answer must not go back to the pool
                     resp.close()
         except requests.exceptions.SSLError as exc:
             raise RegistryTLSError(f"token server {realm}: TLS failed",
@@ -287,6 +288,10 @@ class RegistryClient:
                     if resp.status_code in expect:
                         if stream:
                             return resp
+                        if method == "HEAD" or resp.status_code in (204, 304):
+                            _keep(resp, b"")  # no body: Content-Length describes the resource
+                            resp.close()
+                            return resp
                         try:
                             _keep(resp, lim.read_capped(resp.raw, cap, current, what))
                         finally:
@@ -332,6 +337,7 @@ class RegistryClient:
             _keep(resp, lim.read_capped(resp.raw, self.options.limits.max_error_body, transfer,
                                         what, refuse=False))
         finally:
+            resp.raw.close()  # never back to the pool: the rest of the body may be unread
             resp.close()
         transfer.check()
         detail = _registry_errors(resp)
