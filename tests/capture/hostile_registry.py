@@ -17,13 +17,16 @@ Modes (``HostileRegistry(mode)``):
 - ``slow-headers``: the manifest's status line and headers, one byte per ``drip``;
 - ``negative-size``: the layer descriptor says ``"size": -1``;
 - ``wrong-digest``: the layer's bytes (of the right length) hash to another digest;
-- ``huge-content-length``: the layer's answer announces ``Content-Length: 10**12``.
+- ``huge-content-length``: the layer's answer announces ``Content-Length: 10**12``;
+- ``gzip-bomb``: a gzip layer (32 KiB, honest digest) that expands to 32 MiB, said to be
+  a re-compressed archive (``dev.csi.archive.sha256`` differs), so csi decompresses it.
 
 ``requests`` counts the requests per path; ``sent`` the body bytes written.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -37,15 +40,26 @@ MEDIA_LAYER = "application/vnd.oci.image.layer.v1.tar"
 REPO = "hostile/ckpt"
 LAYER = os.urandom(338 * 1024)  # what the descriptor describes (a 338 KB "archive")
 LAYER_DIGEST = "sha256:" + hashlib.sha256(LAYER).hexdigest()
+BOMB = gzip.compress(bytes(32 << 20), compresslevel=9)  # 32 KiB of gzip, 32 MiB of zeros
+BOMB_DIGEST = "sha256:" + hashlib.sha256(BOMB).hexdigest()
 CONFIG = b"{}"
 CONFIG_DIGEST = "sha256:" + hashlib.sha256(CONFIG).hexdigest()
 MODES = ("endless-manifest", "huge-manifest-length", "endless-500", "endless-token",
          "oversized-layer", "slow-loris", "slow-headers", "negative-size", "wrong-digest",
-         "huge-content-length")
+         "huge-content-length", "gzip-bomb")
 _BLOCK = b"A" * (1 << 16)
 
 
 def manifest(size: object = 338 * 1024) -> bytes:
+    if size == "bomb":
+        return json.dumps({
+            "schemaVersion": 2, "mediaType": MEDIA_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": CONFIG_DIGEST, "size": len(CONFIG)},
+            "layers": [{"mediaType": MEDIA_LAYER + "+gzip", "digest": BOMB_DIGEST,
+                        "size": len(BOMB)}],
+            "annotations": {"dev.csi.archive.sha256": "0" * 64},
+        }).encode()
     return json.dumps({
         "schemaVersion": 2, "mediaType": MEDIA_MANIFEST,
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
@@ -107,6 +121,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._manifest(mode)
         elif path == f"/v2/{REPO}/blobs/{LAYER_DIGEST}":
             self._blob(mode)
+        elif path == f"/v2/{REPO}/blobs/{BOMB_DIGEST}":
+            self._send(200, BOMB, "application/octet-stream")
         else:
             self._send(404, b'{"errors":[{"code":"NAME_UNKNOWN","message":"no"}]}')
 
@@ -123,8 +139,8 @@ class _Handler(BaseHTTPRequestHandler):
                     return
                 time.sleep(self.server.drip)
         else:
-            self._send(200, manifest(-1 if mode == "negative-size" else len(LAYER)),
-                       MEDIA_MANIFEST)
+            size = {"negative-size": -1, "gzip-bomb": "bomb"}.get(mode, len(LAYER))
+            self._send(200, manifest(size), MEDIA_MANIFEST)
 
     def _blob(self, mode: str) -> None:
         if mode == "oversized-layer":

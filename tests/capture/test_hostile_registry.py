@@ -24,7 +24,7 @@ from forensics.capture.registry.base import RegistryOptions
 from forensics.capture.registry.errors import RegistryError
 from forensics.capture.registry.limits import TransferLimits, check_digest, check_size
 from tests.capture.conftest import KUBELET, sha256_file
-from tests.capture.hostile_registry import LAYER, LAYER_DIGEST, HostileRegistry
+from tests.capture.hostile_registry import BOMB_DIGEST, LAYER, LAYER_DIGEST, HostileRegistry
 from tests.capture.servers import Registry
 
 SIZE = len(LAYER)
@@ -254,3 +254,15 @@ def test_limits_do_not_bound_a_real_registry_blob_by_the_manifest_cap(
     pushed = push_archive(KUBELET, f"{registry.host}/hostile/cap:one", options=options)
     pulled = pull_archive(pushed.pinned, str(tmp_path / "back.tar"), options=options)
     assert pulled.sha256 == sha256_file(KUBELET) == pushed.archive_sha256
+
+
+def test_gzip_bomb_layer_from_the_registry_stops_at_csi_max_expanded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CSI_MAX_EXPANDED", "4M")
+    with HostileRegistry("gzip-bomb") as reg:
+        error, seconds, peak = pull_in_process(reg, tmp_path / "dest" / "out.tar")
+    assert str(error) == (f"layer {BOMB_DIGEST}: expands to more than 4194304 bytes: the limit "
+                          "$CSI_MAX_EXPANDED is 4194304 bytes (nothing was kept; raise "
+                          "$CSI_MAX_EXPANDED if the archive is genuine)")
+    assert peak < 32 << 20 and seconds < 5  # 4 MiB reads of the gzip stream
+    assert os.listdir(tmp_path / "dest") == []

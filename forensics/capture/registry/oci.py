@@ -148,15 +148,23 @@ def rebuild(layer_file: str, layer: Layer, dest: str, annotations: dict[str, str
     if layer.media_type in (MEDIA_LAYER, DOCKER_LAYER):
         return _reassemble(layer_file, dest, want, size, overwrite=overwrite)
     from forensics.archive.source import open_stream
+    from forensics.archive.tempfiles import expansion_limit
 
     plain = VerifiedWriter(dest, overwrite=overwrite, key="plain")
+    limit, why, hint = expansion_limit(os.path.dirname(os.path.abspath(dest)))
     try:
         with open_stream(layer_file) as stream:
             while data := stream.read(4 << 20):
+                if plain.size + len(data) > limit:  # a compression bomb from the registry
+                    raise RegistryError(f"layer {layer.digest}: expands to more than {limit} "
+                                        "bytes", why=why, hint=hint)
                 plain.write(data)
     except OSError as exc:
         plain.abort()
         raise local_error(dest, exc) from None
+    except BaseException:
+        plain.abort()
+        raise
     if plain.hasher.hexdigest() == want and size in (None, plain.size):
         return plain.commit(want, size, what="archive decompressed from the layer")
     plain.abort(keep=True)  # a re-tarred layer: rebuild from the tar-split
