@@ -11,6 +11,7 @@ seconds (small limits are configured; the defaults are in
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -266,3 +267,34 @@ def test_gzip_bomb_layer_from_the_registry_stops_at_csi_max_expanded(
                           "$CSI_MAX_EXPANDED if the archive is genuine)")
     assert peak < 32 << 20 and seconds < 5  # 4 MiB reads of the gzip stream
     assert os.listdir(tmp_path / "dest") == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_during_csi_analyze_ref_pull_leaves_nothing(sig: signal.Signals,
+                                                            tmp_path: Path) -> None:
+    """A responder's csi analyze REF stopped mid-pull (a slow registry) removes what it pulled."""
+    csi = str(Path(sys.executable).with_name("csi"))
+    (tmp_path / "tmp").mkdir()
+    env = {**os.environ, "CSI_REGISTRY_PLAIN_HTTP": "1", "TMPDIR": str(tmp_path / "tmp"),
+           "CSI_HOME": str(tmp_path / "home"), "CSI_REGISTRY_MIN_RATE": "0.01"}
+    with HostileRegistry("slow-loris", drip=0.05) as reg:
+        proc = subprocess.Popen([csi, "analyze", reg.ref], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and proc.poll() is None and not list(
+                    (tmp_path / "tmp").glob("csi-analyze-*/archive.tar.partial-*")):
+                time.sleep(0.02)
+            time.sleep(0.5)  # bytes dripping into the partial file
+            assert proc.poll() is None, "csi ended before the pull was under way"
+            assert list((tmp_path / "tmp").glob("csi-analyze-*/archive.tar.partial-*"))
+            proc.send_signal(sig)
+            _, err = proc.communicate(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert err.splitlines() == [f"csi: pulling {reg.ref}",
+                                f"csi: stopped by {sig.name}; temporary files removed"]
+    assert proc.returncode == 128 + sig
+    assert os.listdir(tmp_path / "tmp") == []

@@ -272,6 +272,8 @@ class RegistryClient:
         ``transfer``, which it created and closes. ``size`` (bytes sent or
         expected) scales the deadline of a transfer made here.
         """
+        if stream and transfer is None:
+            raise ValueError("a streamed request is read under the caller's transfer")
         scope = f"repository:{self.ref.repository}:{'pull,push' if push else 'pull'}"
         attempts = max(1, self.options.retries if retries is None else retries)
         what = what or f"{method} {path}"
