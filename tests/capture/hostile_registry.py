@@ -19,7 +19,9 @@ Modes (``HostileRegistry(mode)``):
 - ``wrong-digest``: the layer's bytes (of the right length) hash to another digest;
 - ``huge-content-length``: the layer's answer announces ``Content-Length: 10**12``;
 - ``gzip-bomb``: a gzip layer (32 KiB, honest digest) that expands to 32 MiB, said to be
-  a re-compressed archive (``dev.csi.archive.sha256`` differs), so csi decompresses it.
+  a re-compressed archive (``dev.csi.archive.sha256`` differs), so csi decompresses it;
+- ``black-hole-upload``: a push's upload is accepted, then its body is never read nor
+  answered (for up to 30 s).
 
 ``requests`` counts the requests per path; ``sent`` the body bytes written.
 """
@@ -46,7 +48,7 @@ CONFIG = b"{}"
 CONFIG_DIGEST = "sha256:" + hashlib.sha256(CONFIG).hexdigest()
 MODES = ("endless-manifest", "huge-manifest-length", "endless-500", "endless-token",
          "oversized-layer", "slow-loris", "slow-headers", "negative-size", "wrong-digest",
-         "huge-content-length", "gzip-bomb")
+         "huge-content-length", "gzip-bomb", "black-hole-upload")
 _BLOCK = b"A" * (1 << 16)
 
 
@@ -104,12 +106,26 @@ class _Handler(BaseHTTPRequestHandler):
         self._write(body)
 
     def do_HEAD(self) -> None:
-        self._send(200, b"")
+        self._send(404 if self.server.mode == "black-hole-upload" else 200, b"")
+
+    def do_POST(self) -> None:
+        self._count()
+        self._send(202, b"", Location=f"/v2/{REPO}/blobs/uploads/hole")
+
+    def do_PUT(self) -> None:
+        self._count()
+        time.sleep(30)  # never read, never answered: csi must give up first
+
+    do_PATCH = do_PUT
+
+    def _count(self) -> None:
+        path = self.path.split("?")[0]
+        with self.server.lock:
+            self.server.requests[path] = self.server.requests.get(path, 0) + 1
 
     def do_GET(self) -> None:
         srv, mode, path = self.server, self.server.mode, self.path.split("?")[0]
-        with srv.lock:
-            srv.requests[path] = srv.requests.get(path, 0) + 1
+        self._count()
         if path == "/token":
             self._endless(200, "application/json", b'{"token": "')
         elif mode == "endless-token" and "Authorization" not in self.headers:

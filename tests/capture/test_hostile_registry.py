@@ -25,7 +25,13 @@ from forensics.capture.registry.base import RegistryOptions
 from forensics.capture.registry.errors import RegistryError
 from forensics.capture.registry.limits import TransferLimits, check_digest, check_size
 from tests.capture.conftest import KUBELET, sha256_file
-from tests.capture.hostile_registry import BOMB_DIGEST, LAYER, LAYER_DIGEST, HostileRegistry
+from tests.capture.hostile_registry import (
+    BOMB_DIGEST,
+    LAYER,
+    LAYER_DIGEST,
+    REPO,
+    HostileRegistry,
+)
 from tests.capture.servers import Registry
 
 SIZE = len(LAYER)
@@ -33,8 +39,8 @@ SHORT = LAYER_DIGEST[:19]
 LIMITS = TransferLimits(min_rate=1000.0, rate_window=1.0, deadline=3.0)
 ENV = {"CSI_REGISTRY_MIN_RATE": "1000", "CSI_REGISTRY_RATE_WINDOW": "1",
        "CSI_REGISTRY_DEADLINE": "3"}
-SLOW = ("nothing partial was kept; check the registry and the network, or raise "
-        "$CSI_REGISTRY_DEADLINE or lower $CSI_REGISTRY_MIN_RATE")
+SLOW = ("check the registry and the network, or raise $CSI_REGISTRY_DEADLINE or lower "
+        "$CSI_REGISTRY_MIN_RATE")
 HOSTILE = "nothing was kept; the registry is misbehaving or hostile"
 
 # mode -> the error, {host} and {ref} filled in
@@ -298,3 +304,27 @@ def test_sigterm_during_csi_analyze_ref_pull_leaves_nothing(sig: signal.Signals,
                                 f"csi: stopped by {sig.name}; temporary files removed"]
     assert proc.returncode == 128 + sig
     assert os.listdir(tmp_path / "tmp") == []
+
+
+def test_black_hole_registry_push_is_dropped_by_the_minimum_rate(tmp_path: Path) -> None:
+    """A registry that takes an upload, then never reads it: the push ends in seconds.
+
+    64 MiB is more than the loopback socket buffers hold, so the send stalls."""
+    from forensics.capture.registry.annotations import CheckpointMeta
+
+    archive = tmp_path / "big.tar"
+    archive.write_bytes(os.urandom(64 << 20))
+    options = RegistryOptions(plain_http=True, backoff=0.05, limits=LIMITS)
+    with HostileRegistry("black-hole-upload") as reg:
+        started = time.monotonic()
+        with pytest.raises(RegistryError) as caught:
+            push_archive(str(archive), f"{reg.host}/{REPO}:pushed", options=options,
+                         meta=CheckpointMeta.from_archive(KUBELET))
+        seconds = time.monotonic() - started
+        assert reg.requests.get(f"/v2/{REPO}/blobs/uploads/hole") == 1  # not retried
+    text = str(caught.value)
+    assert text.startswith("upload big.tar: the registry is too slow: "), text
+    assert " below the minimum rate of 1000 bytes/s (" in text
+    assert text.endswith(f"({SLOW}; the archive is untouched at {archive})")
+    assert caught.value.permanent is False
+    assert seconds < 10

@@ -209,9 +209,8 @@ class Transfer:
 
     def error(self) -> RegistryTooSlowError:
         return RegistryTooSlowError(f"{self.what}: the registry is too slow", why=self.reason,
-                                    hint="nothing partial was kept; check the registry and the "
-                                    "network, or raise $CSI_REGISTRY_DEADLINE or lower "
-                                    "$CSI_REGISTRY_MIN_RATE")
+                                    hint="check the registry and the network, or raise "
+                                    "$CSI_REGISTRY_DEADLINE or lower $CSI_REGISTRY_MIN_RATE")
 
     def check(self) -> None:
         if self.reason:

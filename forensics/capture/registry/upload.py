@@ -31,6 +31,7 @@ from forensics.capture.registry.errors import (
     RegistryError,
     RegistryUnavailableError,
 )
+from forensics.capture.registry.limits import RegistryTooSlowError
 from forensics.capture.registry.streams import FileWindow, hash_prefix
 
 OCTETS = {"Content-Type": "application/octet-stream"}
@@ -138,6 +139,8 @@ class Uploader:
         while True:
             try:
                 return self._attempt(path, size, sha256, key, saved, result)
+            except RegistryTooSlowError:
+                raise  # as in RegistryClient.request: a too slow registry is not retried
             except RegistryUnavailableError as exc:
                 failures += 1
                 saved = self.journal.load(key) if self.journal else None
