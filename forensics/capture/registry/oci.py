@@ -178,8 +178,12 @@ def rebuild(layer_file: str, layer: Layer, dest: str, annotations: dict[str, str
 def _reassemble(plain_tar: str, dest: str, want: str, size: int | None, *,
                 overwrite: bool) -> str:
     writer = VerifiedWriter(dest, overwrite=overwrite)
+    from forensics.archive.tempfiles import expansion_limit
+
+    room = expansion_limit(os.path.dirname(os.path.abspath(dest)))[0]
+    limit = room if size is None else min(size, room)
     try:
-        tarsplit.reassemble(plain_tar, writer.write)
+        tarsplit.reassemble(plain_tar, writer.write, limit)
     except BaseException:
         writer.abort()
         raise
