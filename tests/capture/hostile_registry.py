@@ -20,6 +20,7 @@ Modes (``HostileRegistry(mode)``):
 - ``huge-content-length``: the layer's answer announces ``Content-Length: 10**12``;
 - ``gzip-bomb``: a gzip layer (32 KiB, honest digest) that expands to 32 MiB, said to be
   a re-compressed archive (``dev.csi.archive.sha256`` differs), so csi decompresses it;
+- ``endless-redirect``: the layer's GET is a 307 to storage whose body never ends;
 - ``black-hole-upload``: a push's upload is accepted, then its body is never read nor
   answered (for up to 30 s).
 
@@ -48,7 +49,7 @@ CONFIG = b"{}"
 CONFIG_DIGEST = "sha256:" + hashlib.sha256(CONFIG).hexdigest()
 MODES = ("endless-manifest", "huge-manifest-length", "endless-500", "endless-token",
          "oversized-layer", "slow-loris", "slow-headers", "negative-size", "wrong-digest",
-         "huge-content-length", "gzip-bomb", "black-hole-upload")
+         "huge-content-length", "gzip-bomb", "black-hole-upload", "endless-redirect")
 _BLOCK = b"A" * (1 << 16)
 
 
@@ -137,6 +138,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._manifest(mode)
         elif path == f"/v2/{REPO}/blobs/{LAYER_DIGEST}":
             self._blob(mode)
+        elif path == f"/storage/{LAYER_DIGEST}":
+            self._send(200, LAYER, "application/octet-stream")
         elif path == f"/v2/{REPO}/blobs/{BOMB_DIGEST}":
             self._send(200, BOMB, "application/octet-stream")
         else:
@@ -159,7 +162,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, manifest(size), MEDIA_MANIFEST)
 
     def _blob(self, mode: str) -> None:
-        if mode == "oversized-layer":
+        if mode == "endless-redirect":
+            self.send_response(307)
+            self.send_header("Location", f"/storage/{LAYER_DIGEST}")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            while self._write(_BLOCK):
+                pass
+        elif mode == "oversized-layer":
             self._endless(200, "application/octet-stream", LAYER)
         elif mode == "slow-loris":
             self.send_response(200)

@@ -328,3 +328,21 @@ def test_black_hole_registry_push_is_dropped_by_the_minimum_rate(tmp_path: Path)
     assert text.endswith(f"({SLOW}; the archive is untouched at {archive})")
     assert caught.value.permanent is False
     assert seconds < 10
+
+
+def test_redirect_with_endless_body_is_followed_without_reading_it(tmp_path: Path) -> None:
+    """requests reads a redirect's body whole (even with allow_redirects=False): csi never."""
+    dest = tmp_path / "dest" / "out.tar"
+    dest.parent.mkdir()
+    options = RegistryOptions(plain_http=True, backoff=0.05, limits=LIMITS)
+    with HostileRegistry("endless-redirect") as reg:
+        tracemalloc.start()
+        try:
+            pulled = pull_archive(reg.ref, str(dest), options=options)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert reg.requests[f"/storage/{LAYER_DIGEST}"] == 1
+    assert pulled.sha256 == LAYER_DIGEST.removeprefix("sha256:")
+    assert dest.read_bytes() == LAYER
+    assert peak < 8 << 20

@@ -14,6 +14,7 @@ import json
 import time
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3
@@ -32,6 +33,8 @@ from forensics.capture.registry.errors import (
 from forensics.capture.registry.reference import ImageRef
 
 TRANSIENT_STATUS = (429, 500, 502, 503, 504)
+_REDIRECTS = (301, 302, 303, 307, 308)
+_MAX_REDIRECTS = 5
 _BLOCKSIZE = 1 << 20
 _PLAIN_HTTP_HINTS = ("wrong version number", "record layer failure", "unknown protocol",
                      "packet length too long")
@@ -81,6 +84,15 @@ class _Adapter(HTTPAdapter):
                                                    "https": _WatchedHTTPSPool}
 
 
+class _Session(requests.Session):
+    """A session that never looks at redirects: even with ``allow_redirects=False``
+    requests reads a redirect's body whole, which a hostile registry makes endless.
+    :meth:`RegistryClient._send` follows them itself."""
+
+    def get_redirect_target(self, resp: requests.Response) -> None:
+        return None
+
+
 def _registry_errors(resp: requests.Response) -> str:
     """The registry's error messages from a body already read (and capped)."""
     try:
@@ -105,7 +117,7 @@ class RegistryClient:
         self.options = options or RegistryOptions()
         self.host = ref.api_host
         self.scheme = "http" if self.options.plain_http else "https"
-        self.session = requests.Session()
+        self.session = _Session()
         self.session.mount("https://", _Adapter())
         self.session.mount("http://", _Adapter())
         opts = self.options
@@ -177,11 +189,11 @@ class RegistryClient:
                     resp = self.session.post(params["realm"], data={
                         **query, "grant_type": "refresh_token", "client_id": "csi",
                         "refresh_token": creds.identity_token}, timeout=self._timeout(),
-                        verify=self.verify, stream=True)
+                        verify=self.verify, stream=True, allow_redirects=False)
                 else:
                     resp = self.session.get(
                         params["realm"], params=query, timeout=self._timeout(),
-                        verify=self.verify, stream=True,
+                        verify=self.verify, stream=True, allow_redirects=False,
                         auth=(creds.username, creds.password) if creds and creds.username
                         else None)
                 try:
@@ -227,12 +239,43 @@ class RegistryClient:
         return (self.options.connect_timeout, self.options.read_timeout)
 
     def _send(self, method: str, url: str, scope: str, **kwargs: Any) -> requests.Response:
+        """Send, authenticated; follow up to 5 redirects of a GET or HEAD by hand.
+
+        (requests would read a redirect's body whole, and a hostile registry
+        makes it endless.) A redirect's body is never read; the registry's
+        credentials are not sent to another host (blob storage).
+        """
+        resp = self._send_authorized(method, url, scope, **kwargs)
+        origin = urlsplit(url).netloc
+        hops = 0
+        while resp.status_code in _REDIRECTS and method in ("GET", "HEAD") \
+                and resp.headers.get("Location"):
+            target = urljoin(url, resp.headers["Location"])
+            resp.raw.close()
+            resp.close()
+            hops += 1
+            if hops > _MAX_REDIRECTS or urlsplit(target).scheme not in ("http", "https"):
+                raise RegistryError(f"{method} {origin}: redirected too often or to a "
+                                    f"non-HTTP place ({target[:100]!r})",
+                                    hint="the registry is misbehaving")
+            url = target
+            if urlsplit(url).netloc == origin:
+                resp = self._send_authorized(method, url, scope, headers=kwargs.get("headers"))
+            else:
+                resp = self.session.request(method, url, headers=dict(kwargs.get("headers") or {}),
+                                            timeout=self._timeout(), verify=self.verify,
+                                            stream=True, allow_redirects=False)
+        return resp
+
+    def _send_authorized(self, method: str, url: str, scope: str,
+                         **kwargs: Any) -> requests.Response:
         headers = dict(kwargs.pop("headers", None) or {})
         used = self._authz.get(scope)
         if used:
             headers["Authorization"] = used
         resp = self.session.request(method, url, headers=headers, timeout=self._timeout(),
-                                    verify=self.verify, stream=True, **kwargs)
+                                    verify=self.verify, stream=True, allow_redirects=False,
+                                    **kwargs)
         if resp.status_code != 401:
             return resp
         challenge = resp.headers.get("WWW-Authenticate", "")
@@ -246,7 +289,8 @@ class RegistryClient:
         _rewind(kwargs.get("data"))
         headers["Authorization"] = fresh
         resp = self.session.request(method, url, headers=headers, timeout=self._timeout(),
-                                    verify=self.verify, stream=True, **kwargs)
+                                    verify=self.verify, stream=True, allow_redirects=False,
+                                    **kwargs)
         if resp.status_code == 401:
             resp.close()
             raise self._auth_refused()
