@@ -247,7 +247,7 @@ def test_oversized_auth_file_is_refused_without_reading_it_whole(tmp_path: Path)
         tracemalloc.stop()
     assert str(caught.value) == (f"{path}: larger than 4194304 bytes (this is not a "
                                  "credentials file)")
-    assert peak < 16 << 20
+    assert peak < 8 << 20
 
 
 def test_limits_do_not_bound_a_real_registry_blob_by_the_manifest_cap(

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from forensics.capture.registry.errors import RegistryAuthError
+from forensics.capture.registry.limits import read_file_capped
 
 _CHALLENGE_PARAM = re.compile(r'(\w+)=(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))')
 _HUB_ALIASES = ("docker.io", "index.docker.io", "registry-1.docker.io")
@@ -117,9 +118,8 @@ def find_credentials(registry: str, repository: str = "", *,
     wanted = _candidates(registry, repository)
     for path in auth_files(auth_file):
         try:
-            with open(path, "rb") as f:
-                raw = f.read(_AUTH_FILE_MAX + 1)
-            if len(raw) > _AUTH_FILE_MAX:
+            raw = read_file_capped(path, _AUTH_FILE_MAX)
+            if raw is None:
                 raise RegistryAuthError(f"{path}: larger than {_AUTH_FILE_MAX} bytes",
                                         hint="this is not a credentials file")
             text = raw.decode("utf-8", "replace")

@@ -266,3 +266,17 @@ def check_digest(digest: object, what: str) -> str:
                             "digest", hint="the image is malformed or the registry is hostile; "
                             "nothing was downloaded")
     return text
+
+
+def read_file_capped(path: str | os.PathLike[str], cap: int) -> bytes | None:
+    """A local file's bytes, or None when it holds more than ``cap`` (never read whole).
+
+    Read in pieces: ``read(cap + 1)`` would allocate the whole cap up front.
+    """
+    parts: list[bytes] = []
+    got = 0
+    with open(path, "rb", buffering=0) as f:
+        while got <= cap and (data := f.read(min(READ_CHUNK, cap + 1 - got))):
+            parts.append(data)
+            got += len(data)
+    return None if got > cap else b"".join(parts)

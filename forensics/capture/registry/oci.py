@@ -126,14 +126,14 @@ def copy_file_verified(src: str, dest: str, layer: Layer, *, overwrite: bool) ->
     """Copy a local blob to ``dest``, verifying its digest on the way."""
     writer = VerifiedWriter(dest, overwrite=overwrite)
     try:
-        with open(src, "rb", buffering=0) as f:
-            while data := f.read(4 << 20):
+        with open(src, "rb", buffering=0) as f:  # never past the size: one byte more tells
+            while writer.size <= layer.size and (
+                    data := f.read(min(4 << 20, layer.size + 1 - writer.size))):
                 writer.write(data)
     except OSError as exc:
         writer.abort()
         raise local_error(src, exc) from None
-    return writer.commit(layer.hex, layer.size if layer.size >= 0 else None,
-                         what=f"layer {layer.digest}")
+    return writer.commit(layer.hex, layer.size, what=f"layer {layer.digest}")
 
 
 def rebuild(layer_file: str, layer: Layer, dest: str, annotations: dict[str, str], *,
