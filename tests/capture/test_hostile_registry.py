@@ -59,7 +59,7 @@ MESSAGES = {
     "huge-content-length": f"GET blob {SHORT}: the registry announces more than the layer's "
                            f"size: Content-Length 1000000000000, but {SIZE} bytes of the "
                            f"descriptor's {SIZE} remain to fetch ({HOSTILE})",
-    "slow-headers": "GET manifest {ref}: the registry is too slow: no answer within the "
+    "slow-headers": "GET manifest {ref}: the registry is too slow: not finished within its "
                     f"deadline of 3 s ({SLOW})",
     "negative-size": "{ref}: layer: the descriptor's size -1 is negative (the image is "
                      "malformed or the registry is hostile; nothing was downloaded)",

@@ -187,7 +187,7 @@ class Transfer:
         while not self._done.wait(poll):
             now = time.monotonic()
             if now >= self.ends:
-                self._fire(f"no answer within the deadline of "
+                self._fire(f"not finished within its deadline of "
                            f"{self.ends - self.started:.0f} s")
                 return
             moving, moved = self._moving()
