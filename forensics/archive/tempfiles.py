@@ -10,6 +10,7 @@ While a temporary copy exists, :func:`removed_on_signals` makes SIGTERM and
 SIGHUP raise :class:`Terminated` in the main thread (SIGINT already raises
 KeyboardInterrupt), so ``finally`` blocks and context managers remove the
 copy; the CLI then exits with one line and status 128 + the signal number.
+Once one arrived, further ones are ignored (the process is on its way out).
 Handlers someone else installed (the receiver's event loop) are left alone.
 """
 
@@ -69,6 +70,8 @@ _SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 def _raise(signum: int, frame: FrameType | None) -> None:
+    for sig in _saved:  # further signals must not cut the cleanup or the exit line short
+        signal.signal(sig, signal.SIG_IGN)
     raise Terminated(signum)
 
 
@@ -97,6 +100,6 @@ def removed_on_signals() -> Iterator[None]:
                 _users -= 1
                 if _users == 0:
                     for number, previous in _saved.items():
-                        if signal.getsignal(number) is _raise:
+                        if signal.getsignal(number) is _raise:  # after it fired: ignored
                             signal.signal(number, previous)  # type: ignore[arg-type]
                     _saved.clear()

@@ -156,6 +156,23 @@ def test_csi_max_expanded_that_is_not_a_size_is_one_line(
 ])
 def test_signal_during_decompression_leaves_no_temp_copy(
         sig: signal.Signals, line: str, code: int, tmp_path: Path, tmpdir_env: Path) -> None:
+    err, returncode = stop_mid_decompression(tmp_path, tmpdir_env, [sig])
+    assert [x for x in err.splitlines() if x] == [line]
+    assert returncode == code
+    assert os.listdir(tmpdir_env) == []
+
+
+def test_repeated_sigterm_does_not_cut_the_cleanup_short(tmp_path: Path,
+                                                         tmpdir_env: Path) -> None:
+    err, returncode = stop_mid_decompression(tmp_path, tmpdir_env, [signal.SIGTERM] * 5)
+    assert err.splitlines() == ["csi: stopped by SIGTERM; temporary files removed"]
+    assert returncode == 143
+    assert os.listdir(tmpdir_env) == []
+
+
+def stop_mid_decompression(tmp_path: Path, tmpdir_env: Path,
+                           signals: list[signal.Signals]) -> tuple[str, int]:
+    """(stderr, exit status) of a real csi show of a bomb, sent ``signals`` mid-decompression."""
     bomb = zstd_bomb(tmp_path / "bomb.tar.zst", 8 << 30)
     env = {**os.environ, "CSI_HOME": str(tmp_path / "home")}
     env.pop("CSI_MAX_EXPANDED", None)
@@ -171,12 +188,12 @@ def test_signal_during_decompression_leaves_no_temp_copy(
                 break
             time.sleep(0.005)
         assert copy is not None, "the decompression never got under way"
-        proc.send_signal(sig)
+        for sig in signals:
+            proc.send_signal(sig)
+            time.sleep(0.002)
         _, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert [x for x in err.splitlines() if x] == [line]
-    assert proc.returncode == code
-    assert os.listdir(tmpdir_env) == []
+    return err, proc.returncode
