@@ -81,3 +81,27 @@ def test_layout_layer_longer_than_its_size_is_not_copied_past_it(tmp_path: Path)
                                         "match their digest: ")
     assert f"({size + 1} bytes)" in str(caught.value)
     assert os.listdir(tmp_path / "out") == []
+
+
+@pytest.mark.parametrize(("doc", "message"), [
+    (b"[" * 200_000, "x: not valid JSON"),
+    (b'{"manifests": [{"platform": "linux", "digest": 1}]}', None),
+])
+def test_hostile_manifest_json_is_one_line(doc: bytes, message: str | None) -> None:
+    from forensics.capture.registry import oci
+
+    if message is not None:
+        with pytest.raises(RegistryError) as caught:
+            oci.parse_json(doc, "x")
+        assert str(caught.value) == message
+    else:
+        assert oci.pick_manifest(oci.parse_json(doc, "x"), "x") == {"platform": "linux",
+                                                                      "digest": 1}
+
+
+@pytest.mark.parametrize("text", ["9" * 5000, "\u00b2", "-1", "1e9"])
+def test_hostile_size_annotation_is_ignored(text: str) -> None:
+    from forensics.capture.registry import oci
+    from forensics.capture.registry.annotations import CSI_SIZE
+
+    assert oci.expected_size({CSI_SIZE: text}) is None

@@ -49,7 +49,7 @@ class Layer:
 def parse_json(data: bytes, what: str) -> dict[str, Any]:
     try:
         doc = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python allows
         raise RegistryError(f"{what}: not valid JSON") from None
     if not isinstance(doc, dict):
         raise RegistryError(f"{what}: not a JSON object")
@@ -66,7 +66,8 @@ def pick_manifest(index: dict[str, Any], what: str) -> dict[str, Any]:
     entries = [e for e in index.get("manifests") or [] if isinstance(e, dict)]
     if not entries:
         raise ImageNotFoundError(f"{what}: the image index lists no manifest")
-    linux = [e for e in entries if (e.get("platform") or {}).get("os", "linux") == "linux"]
+    linux = [e for e in entries if not isinstance(e.get("platform"), dict)
+             or e["platform"].get("os", "linux") == "linux"]
     return (linux or entries)[0]
 
 
@@ -109,7 +110,7 @@ def is_direct(layer: Layer, annotations: dict[str, str]) -> bool:
 
 def expected_size(annotations: dict[str, str]) -> int | None:
     text = annotations.get(CSI_SIZE, "")
-    return int(text) if text.isdigit() else None
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 19 else None
 
 
 def finish(dest: str, sha256: str, size: int, digest: str, annotations: dict[str, str],
