@@ -31,6 +31,21 @@ class CsiError(Exception):
         return text
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived while csi held temporary files; raised so they are removed.
+
+    A BaseException, as KeyboardInterrupt: no ``except Exception`` swallows it.
+    Raised by :mod:`forensics.archive.tempfiles`; the CLI exits 128 + the signal.
+    """
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        self.signum = signum
+        self.exit_code = 128 + signum
+        super().__init__(f"stopped by {signal.Signals(signum).name}; temporary files removed")
+
+
 class ArchiveError(CsiError):
     """A checkpoint archive cannot be read as a whole."""
 

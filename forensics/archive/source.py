@@ -7,6 +7,8 @@ streaming, into a private temporary file that is then read the same way.
 The archive's sha256 is taken from the bytes as given, in a background
 thread for plain tars (hashlib releases the GIL) and in the same pass as the
 decompression otherwise. The archive itself is only ever opened read-only.
+The copy is bounded (``$CSI_MAX_EXPANDED`` and free space) and removed on
+SIGTERM/SIGHUP/SIGINT too (see :mod:`forensics.archive.tempfiles`).
 """
 
 from __future__ import annotations
@@ -220,6 +222,7 @@ class ArchiveSource:
         self.sha256_cached = False
         self.warnings: list[str] = []
         self._tmpdir: str | None = None
+        self._signals: contextlib.ExitStack | None = None
         self._hash_thread: threading.Thread | None = None
         self._sha256: str | None = None
         self._hash_error: OSError | None = None
@@ -278,6 +281,9 @@ class ArchiveSource:
 
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
+        if self._signals is not None:
+            self._signals.close()
+            self._signals = None
 
     # ------------------------------------------------------------ hashing
 
@@ -344,8 +350,13 @@ class ArchiveSource:
         import tempfile
         import zlib
 
+        from forensics.archive.tempfiles import expansion_limit, removed_on_signals
+
+        self._signals = contextlib.ExitStack()
+        self._signals.enter_context(removed_on_signals())  # from before the copy exists
         self._tmpdir = tempfile.mkdtemp(prefix="csi-archive-")
         out_path = os.path.join(self._tmpdir, "archive.tar")
+        limit, why, hint = expansion_limit(os.path.dirname(self._tmpdir))
         digest = hashlib.sha256()
         if self.compression == "zstd" and (problem := zstd_incomplete(self.path)):
             raise ArchiveError(self.path, "corrupt zstd data", why=problem,
@@ -356,7 +367,12 @@ class ArchiveSource:
                 buf = bytearray(CHUNK)
                 view = memoryview(buf)
                 reader = cast(io.BufferedIOBase, stream)  # gzip, lzma, bz2, zstd: all have it
+                written = 0
                 while n := reader.readinto(buf):
+                    written += n
+                    if written > limit:
+                        raise ArchiveError(self.path, f"expands to more than {limit} bytes",
+                                           why=why, hint=hint)
                     out.write(view[:n])
         except (OSError, EOFError, lzma.LZMAError, zlib.error, ValueError) as exc:
             if isinstance(exc, OSError) and exc.errno is not None:

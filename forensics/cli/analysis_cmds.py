@@ -117,7 +117,10 @@ def local_archive(arg: str) -> Iterator[tuple[str, Any]]:
     except CsiError:
         yield arg, None  # neither a file nor a reference: opening it says why
         return
-    with tempfile.TemporaryDirectory(prefix="csi-analyze-") as tmp:
+    from forensics.archive.tempfiles import removed_on_signals
+
+    # the pulled archive is removed on SIGTERM/SIGHUP too (they raise while inside)
+    with removed_on_signals(), tempfile.TemporaryDirectory(prefix="csi-analyze-") as tmp:
         click.echo(f"csi: pulling {arg}", err=True)
         pulled = pull_archive(arg, os.path.join(tmp, "archive.tar"))
         yield pulled.path, pulled

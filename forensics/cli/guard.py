@@ -2,7 +2,9 @@
 
 :func:`guarded` runs a command and turns what escapes it into one line on
 stderr and the exit status the shell sees: a :class:`~forensics.errors.CsiError`
-its own status (usage 2, temporary 75, ...), an interrupt 130, a bug 70 (the
+its own status (usage 2, temporary 75, ...), an interrupt 130, SIGTERM/SIGHUP
+while a temporary copy existed 128 + the signal (see
+:mod:`forensics.archive.tempfiles`), a bug 70 (the
 traceback only with ``CSI_DEBUG=1``). It does not import click: the click
 group (:mod:`forensics.cli.main`) and the click-free fast commands
 (:mod:`forensics.cli.entry`) share it.
@@ -14,7 +16,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from forensics.errors import CsiError
+from forensics.errors import CsiError, Terminated
 
 
 def guarded(command: Callable[[], int]) -> int:
@@ -30,6 +32,9 @@ def guarded(command: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         _say("csi: interrupted")
         return 130
+    except Terminated as exc:  # SIGTERM/SIGHUP while a temporary copy existed: removed
+        _say(f"csi: {exc}")
+        return exc.exit_code
     except Exception as exc:  # a bug in csi: still one line, the traceback only on request
         if os.environ.get("CSI_DEBUG"):
             raise

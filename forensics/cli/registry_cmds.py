@@ -113,6 +113,13 @@ def pull(ref: str, output: str, force: bool, backend: str, fmt: str, **access: A
     The bytes are checked against the layer digest while they stream, and
     against the image's dev.csi.archive.sha256; OUTPUT appears only when
     they matched.
+
+    The registry is not trusted: manifests are read up to 4 MiB, a layer
+    stops at its descriptor's size, and a transfer slower than
+    $CSI_REGISTRY_MIN_RATE bytes/s (default 10240, averaged over
+    $CSI_REGISTRY_RATE_WINDOW s, default 30) or longer than
+    $CSI_REGISTRY_DEADLINE s (default 300) plus its size at that rate ends
+    with an error.
     """
     from forensics.capture.registry.api import pull_archive
 

@@ -41,7 +41,9 @@ def private_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("CSI_HOME", str(home))
     monkeypatch.delenv("CSI_REGISTRY", raising=False)
     for name in ("REGISTRY_AUTH_FILE", "CSI_REGISTRY_PLAIN_HTTP", "CSI_REGISTRY_TLS_VERIFY",
-                 "CSI_REGISTRY_CA_FILE", "CSI_REGISTRY_AUTH_FILE"):
+                 "CSI_REGISTRY_CA_FILE", "CSI_REGISTRY_AUTH_FILE", "CSI_REGISTRY_MIN_RATE",
+                 "CSI_REGISTRY_RATE_WINDOW", "CSI_REGISTRY_DEADLINE", "CSI_REGISTRY_MAX_MANIFEST",
+                 "CSI_REGISTRY_MAX_BLOB", "CSI_MAX_EXPANDED"):
         monkeypatch.delenv(name, raising=False)
     (tmp_path / "run").mkdir()
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))

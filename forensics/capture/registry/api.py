@@ -191,7 +191,10 @@ def pull_archive(ref: str, dest: str, *, backend: str = "native",
             os.path.exists(target.path):
         raise RegistryError(f"{target.path}: no such OCI layout directory")
     be = open_backend(backend, target, options, progress)
-    return be.pull(target, dest, overwrite=overwrite)
+    from forensics.archive.tempfiles import removed_on_signals
+
+    with removed_on_signals():  # SIGTERM/SIGHUP: the partial file goes, as on any failure
+        return be.pull(target, dest, overwrite=overwrite)
 
 
 def _verify_by_pull(result: PushResult, archive: str, options: RegistryOptions | None) -> None:

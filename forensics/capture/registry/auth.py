@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from forensics.capture.registry.errors import RegistryAuthError
+from forensics.capture.registry.limits import read_file_capped
 
 _HELPER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -115,13 +116,20 @@ def _from_helper(helper: str, host: str, source: str) -> Credentials | None:
     return Credentials(user, secret, source=f"{source} ({helper})")
 
 
+_AUTH_FILE_MAX = 4 << 20  # an auth.json holds a few entries
+
+
 def find_credentials(registry: str, repository: str = "", *,
                      auth_file: str | None = None) -> Credentials | None:
     """The credentials for ``registry`` (and ``repository``), or None (anonymous)."""
     wanted = _candidates(registry, repository)
     for path in auth_files(auth_file):
         try:
-            text = path.read_text()
+            raw = read_file_capped(path, _AUTH_FILE_MAX)
+            if raw is None:
+                raise RegistryAuthError(f"{path}: larger than {_AUTH_FILE_MAX} bytes",
+                                        hint="this is not a credentials file")
+            text = raw.decode("utf-8", "replace")
         except FileNotFoundError:
             if auth_file:
                 raise RegistryAuthError(f"{path}: no such auth file") from None

@@ -24,6 +24,7 @@ from forensics.capture.registry.annotations import (
     checkpoint_annotations,
     default_tag,
 )
+from forensics.capture.registry.limits import TransferLimits
 from forensics.capture.registry.reference import Target
 
 MEDIA_LAYER = "application/vnd.oci.image.layer.v1.tar"
@@ -219,6 +220,8 @@ class RegistryOptions:
     ``password`` override the auth files; ``auth_file`` replaces their
     lookup. ``chunk_size=0`` sends a blob in one request (fastest);
     otherwise in PATCH chunks of that many bytes, each a resume point.
+    ``limits`` bound every exchange (sizes, deadline, minimum rate); by
+    default from the environment (:meth:`TransferLimits.from_env`).
     """
 
     tls_verify: bool = True
@@ -234,6 +237,7 @@ class RegistryOptions:
     retries: int = 4
     backoff: float = 0.5
     chunk_size: int = 0
+    limits: TransferLimits = field(default_factory=TransferLimits.from_env)
 
     @classmethod
     def from_env(cls) -> RegistryOptions:

@@ -3,7 +3,9 @@
 It authenticates on demand (a 401 challenge: Basic, or a Bearer token from
 the realm, cached per scope), retries transient failures (connection
 errors, 429, 5xx) with exponential backoff, and turns every failure into a
-one-line :mod:`~forensics.capture.registry.errors` error.
+one-line :mod:`~forensics.capture.registry.errors` error. Every exchange runs
+under a :class:`~forensics.capture.registry.limits.Transfer` (deadline,
+minimum rate) and every body it reads whole is capped (see :mod:`.limits`).
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ import json
 import time
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
 from forensics.capture.registry import auth
+from forensics.capture.registry import limits as lim
 from forensics.capture.registry.base import RegistryOptions
 from forensics.capture.registry.errors import (
     RegistryAuthError,
@@ -29,23 +33,70 @@ from forensics.capture.registry.errors import (
 from forensics.capture.registry.reference import ImageRef
 
 TRANSIENT_STATUS = (429, 500, 502, 503, 504)
+_REDIRECTS = (301, 302, 303, 307, 308)
+_MAX_REDIRECTS = 5
 _BLOCKSIZE = 1 << 20
 _PLAIN_HTTP_HINTS = ("wrong version number", "record layer failure", "unknown protocol",
                      "packet length too long")
 
 
+class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
+    """A connection whose socket the current :class:`~.limits.Transfer` can shut down."""
+
+    def connect(self) -> None:
+        super().connect()
+        lim.register_socket(self.sock)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        if self.sock is not None:
+            lim.register_socket(self.sock)
+        super().request(*args, **kwargs)
+
+
+class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        lim.register_socket(self.sock)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        if self.sock is not None:
+            lim.register_socket(self.sock)
+        super().request(*args, **kwargs)
+
+
+class _WatchedHTTPPool(urllib3.connectionpool.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
 class _Adapter(HTTPAdapter):
-    """Sends bodies in 1 MiB blocks (urllib3's default of 16 KiB costs CPU at 600 MB)."""
+    """Sends bodies in 1 MiB blocks (urllib3's default of 16 KiB costs CPU at 600 MB);
+    its connections are watched by the current transfer (deadline, minimum rate)."""
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         if int(str(getattr(urllib3, "__version__", "1")).split(".")[0]) >= 2:
             kwargs["blocksize"] = _BLOCKSIZE
         super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool,
+                                                   "https": _WatchedHTTPSPool}
+
+
+class _Session(requests.Session):
+    """A session that never looks at redirects: even with ``allow_redirects=False``
+    requests reads a redirect's body whole, which a hostile registry makes endless.
+    :meth:`RegistryClient._send` follows them itself."""
+
+    def get_redirect_target(self, resp: requests.Response) -> None:
+        return None
 
 
 def _registry_errors(resp: requests.Response) -> str:
+    """The registry's error messages from a body already read (and capped)."""
     try:
-        doc = resp.json()
+        doc = json.loads(resp.content)
         parts = [f"{e.get('code', '?')}: {e.get('message', '')}"
                  + (f" ({e['detail']})" if e.get("detail") and not isinstance(e["detail"], dict)
                     else "") for e in doc.get("errors", [])]
@@ -53,8 +104,9 @@ def _registry_errors(resp: requests.Response) -> str:
             return "; ".join(parts)
     except (ValueError, AttributeError, TypeError):
         pass
-    text = (resp.text or "").strip().replace("\n", " ")
-    return text[:300] or resp.reason or ""
+    text = resp.content.decode("utf-8", "replace").strip()
+    text = "".join(c if c.isprintable() else " " for c in text[:300])
+    return text or str(resp.reason or "")[:100]
 
 
 class RegistryClient:
@@ -65,7 +117,7 @@ class RegistryClient:
         self.options = options or RegistryOptions()
         self.host = ref.api_host
         self.scheme = "http" if self.options.plain_http else "https"
-        self.session = requests.Session()
+        self.session = _Session()
         self.session.mount("https://", _Adapter())
         self.session.mount("http://", _Adapter())
         opts = self.options
@@ -76,6 +128,7 @@ class RegistryClient:
             self.session.cert = (opts.cert_file, opts.key_file) if opts.key_file \
                 else opts.cert_file
         self.session.headers["User-Agent"] = "csi (forensic checkpoints)"
+        self.session.headers["Accept-Encoding"] = "identity"  # bytes as stored: no bombs
         self._creds: auth.Credentials | None = None
         self._creds_loaded = False
         self._authz: dict[str, str] = {}
@@ -128,36 +181,56 @@ class RegistryClient:
         query = {"scope": scope}
         if params.get("service"):
             query["service"] = params["service"]
+        realm = params["realm"][:200]
+        transfer = lim.Transfer(self.options.limits, f"token server {realm}")
         try:
-            if creds and creds.identity_token:
-                resp = self.session.post(params["realm"], data={
-                    **query, "grant_type": "refresh_token", "client_id": "csi",
-                    "refresh_token": creds.identity_token}, timeout=self._timeout(),
-                    verify=self.verify)
-            else:
-                resp = self.session.get(
-                    params["realm"], params=query, timeout=self._timeout(), verify=self.verify,
-                    auth=(creds.username, creds.password) if creds and creds.username else None)
+            with transfer.active():
+                if creds and creds.identity_token:
+                    resp = self.session.post(params["realm"], data={
+                        **query, "grant_type": "refresh_token", "client_id": "csi",
+                        "refresh_token": creds.identity_token}, timeout=self._timeout(),
+                        verify=self.verify, stream=True, allow_redirects=False)
+                else:
+                    resp = self.session.get(
+                        params["realm"], params=query, timeout=self._timeout(),
+                        verify=self.verify, stream=True, allow_redirects=False,
+                        auth=(creds.username, creds.password) if creds and creds.username
+                        else None)
+                try:
+                    cap = self.options.limits.max_token
+                    _keep(resp, lim.read_capped(resp.raw, cap, transfer,
+                                                f"token server {realm}",
+                                                refuse=resp.status_code == 200))
+                finally:
+                    resp.raw.close()  # a cut answer must not go back to the pool
+                    resp.close()
         except requests.exceptions.SSLError as exc:
-            raise RegistryTLSError(f"token server {params['realm']}: TLS failed",
+            raise RegistryTLSError(f"token server {realm}: TLS failed",
                                    why=str(exc.args[0] if exc.args else exc)[:200]) from None
-        except requests.exceptions.RequestException as exc:
-            raise RegistryUnavailableError(f"token server {params['realm']} unreachable",
+        except _NETWORK_ERRORS as exc:
+            transfer.check()
+            raise RegistryUnavailableError(f"token server {realm} unreachable",
                                            why=type(exc).__name__) from None
+        finally:
+            transfer.close()
+        transfer.check()
         if resp.status_code in (401, 403):
             raise RegistryAuthError(
                 f"{self.host}: the token server refused the credentials{where}",
                 why=f"HTTP {resp.status_code}", hint="check the user name and password "
                 "(podman login), or that the account may push to this repository")
         if resp.status_code != 200:
-            raise RegistryAuthError(f"token server {params['realm']}: HTTP {resp.status_code}",
+            raise RegistryAuthError(f"token server {realm}: HTTP {resp.status_code}",
                                     why=_registry_errors(resp))
         try:
-            token = resp.json().get("token") or resp.json().get("access_token")
-        except ValueError:
+            answer = json.loads(resp.content)
+            token = answer.get("token") or answer.get("access_token")
+        except (ValueError, AttributeError):
             token = None
         if not token:
-            raise RegistryAuthError(f"token server {params['realm']}: no token in the answer")
+            raise RegistryAuthError(f"token server {realm}: no token in the answer")
+        if not isinstance(token, str) or not token.isascii() or not token.isprintable():
+            raise RegistryAuthError(f"token server {realm}: the token is not printable ASCII")
         return f"Bearer {token}"
 
     # ------------------------------------------------------------ requests
@@ -166,12 +239,43 @@ class RegistryClient:
         return (self.options.connect_timeout, self.options.read_timeout)
 
     def _send(self, method: str, url: str, scope: str, **kwargs: Any) -> requests.Response:
+        """Send, authenticated; follow up to 5 redirects of a GET or HEAD by hand.
+
+        (requests would read a redirect's body whole, and a hostile registry
+        makes it endless.) A redirect's body is never read; the registry's
+        credentials are not sent to another host (blob storage).
+        """
+        resp = self._send_authorized(method, url, scope, **kwargs)
+        origin = urlsplit(url).netloc
+        hops = 0
+        while resp.status_code in _REDIRECTS and method in ("GET", "HEAD") \
+                and resp.headers.get("Location"):
+            target = urljoin(url, resp.headers["Location"])
+            resp.raw.close()
+            resp.close()
+            hops += 1
+            if hops > _MAX_REDIRECTS or urlsplit(target).scheme not in ("http", "https"):
+                raise RegistryError(f"{method} {origin}: redirected too often or to a "
+                                    f"non-HTTP place ({target[:100]!r})",
+                                    hint="the registry is misbehaving")
+            url = target
+            if urlsplit(url).netloc == origin:
+                resp = self._send_authorized(method, url, scope, headers=kwargs.get("headers"))
+            else:
+                resp = self.session.request(method, url, headers=dict(kwargs.get("headers") or {}),
+                                            timeout=self._timeout(), verify=self.verify,
+                                            stream=True, allow_redirects=False)
+        return resp
+
+    def _send_authorized(self, method: str, url: str, scope: str,
+                         **kwargs: Any) -> requests.Response:
         headers = dict(kwargs.pop("headers", None) or {})
         used = self._authz.get(scope)
         if used:
             headers["Authorization"] = used
         resp = self.session.request(method, url, headers=headers, timeout=self._timeout(),
-                                    verify=self.verify, **kwargs)
+                                    verify=self.verify, stream=True, allow_redirects=False,
+                                    **kwargs)
         if resp.status_code != 401:
             return resp
         challenge = resp.headers.get("WWW-Authenticate", "")
@@ -185,7 +289,8 @@ class RegistryClient:
         _rewind(kwargs.get("data"))
         headers["Authorization"] = fresh
         resp = self.session.request(method, url, headers=headers, timeout=self._timeout(),
-                                    verify=self.verify, **kwargs)
+                                    verify=self.verify, stream=True, allow_redirects=False,
+                                    **kwargs)
         if resp.status_code == 401:
             resp.close()
             raise self._auth_refused()
@@ -201,34 +306,61 @@ class RegistryClient:
     def request(self, method: str, path: str, *, push: bool = False,
                 expect: tuple[int, ...] = (200,), what: str = "",
                 retries: int | None = None, headers: Mapping[str, str] | None = None,
-                **kwargs: Any) -> requests.Response:
+                stream: bool = False, transfer: lim.Transfer | None = None, size: int = 0,
+                limit: int | None = None, **kwargs: Any) -> requests.Response:
         """Send one request, authenticated; retry transient failures; raise on others.
 
-        Statuses in ``expect`` are returned (e.g. 404 for an existence check).
+        Statuses in ``expect`` are returned (e.g. 404 for an existence check),
+        their body read (at most ``limit`` bytes, default the manifest cap;
+        more is an error) unless ``stream``: then the caller reads it under
+        ``transfer``, which it created and closes. ``size`` (bytes sent or
+        expected) scales the deadline of a transfer made here.
         """
+        if stream and transfer is None:
+            raise ValueError("a streamed request is read under the caller's transfer")
         scope = f"repository:{self.ref.repository}:{'pull,push' if push else 'pull'}"
         attempts = max(1, self.options.retries if retries is None else retries)
         what = what or f"{method} {path}"
+        cap = self.options.limits.max_manifest if limit is None else limit
         attempt = 0
         while True:
             failure: RegistryError
+            mine = transfer is None
+            current = transfer or lim.Transfer(self.options.limits, what, size,
+                                               body=kwargs.get("data"))
             try:
-                resp = self._send(method, self.url(path), scope, headers=headers, **kwargs)
+                with current.active():
+                    resp = self._send(method, self.url(path), scope, headers=headers, **kwargs)
+                    if resp.status_code in expect:
+                        if stream:
+                            return resp
+                        if method == "HEAD" or resp.status_code in (204, 304):
+                            _keep(resp, b"")  # no body: Content-Length describes the resource
+                            resp.close()
+                            return resp
+                        try:
+                            _keep(resp, lim.read_capped(resp.raw, cap, current, what))
+                        finally:
+                            resp.close()
+                        current.check()
+                        return resp
+                    failure = self._status_error(resp, what, current)
             except requests.exceptions.SSLError as exc:
+                current.check()
                 text = str(exc).lower()
                 if self.scheme == "https" and not self.options.tls_verify and any(
                         h in text for h in _PLAIN_HTTP_HINTS) and not path.startswith("http"):
                     self.scheme = "http"  # --tls-verify=false: plain HTTP allowed, as skopeo
                     continue
                 raise self._tls_error(text) from None
-            except requests.exceptions.RequestException as exc:
+            except _NETWORK_ERRORS as exc:
+                current.check()  # the watchdog cut it: too slow, not retried
                 failure = RegistryUnavailableError(
                     f"{what}: cannot reach {self.host}", why=_why(exc),
                     hint="is the registry running and reachable? the push can be run again")
-            else:
-                if resp.status_code in expect:
-                    return resp
-                failure = self._status_error(resp, what)
+            finally:
+                if mine:
+                    current.close()
             attempt += 1
             if not isinstance(failure, RegistryUnavailableError) or attempt >= attempts:
                 raise failure
@@ -245,10 +377,17 @@ class RegistryClient:
                                 hint="pass --ca-file with the registry's CA certificate, "
                                 "or --no-tls-verify to skip verification")
 
-    def _status_error(self, resp: requests.Response, what: str) -> RegistryError:
+    def _status_error(self, resp: requests.Response, what: str,
+                      transfer: lim.Transfer) -> RegistryError:
+        try:  # only the start of an error body is read: it may be endless
+            _keep(resp, lim.read_capped(resp.raw, self.options.limits.max_error_body, transfer,
+                                        what, refuse=False))
+        finally:
+            resp.raw.close()  # never back to the pool: the rest of the body may be unread
+            resp.close()
+        transfer.check()
         detail = _registry_errors(resp)
         status = resp.status_code
-        resp.close()
         if "no space left on device" in detail.lower():
             return RegistryStorageFullError(
                 f"{what}: the registry's storage is full", why=detail[:300],
@@ -274,7 +413,16 @@ class RegistryClient:
         self.session.close()
 
 
-def _why(exc: requests.exceptions.RequestException) -> str:
+_NETWORK_ERRORS = (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError)
+
+
+def _keep(resp: requests.Response, body: bytes) -> None:
+    """Make ``body`` (read under a cap) the response's content for ``.content``/``.json()``."""
+    resp._content = body
+    resp._content_consumed = True  # type: ignore[attr-defined]
+
+
+def _why(exc: BaseException) -> str:
     text = str(exc)
     for marker in ("Connection refused", "Name or service not known", "timed out",
                    "Connection reset", "Connection aborted", "RemoteDisconnected",

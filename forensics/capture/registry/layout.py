@@ -38,9 +38,13 @@ from forensics.capture.registry.errors import (
     BadReferenceError,
     DigestMismatchError,
     ImageNotFoundError,
+    RegistryError,
 )
+from forensics.capture.registry.limits import MANIFEST_MAX, check_digest, read_file_capped
 from forensics.capture.registry.reference import LayoutRef, Target
 from forensics.capture.registry.streams import local_error
+
+_INDEX_MAX = 64 << 20  # tens of thousands of images
 
 LAYOUT_VERSION = {"imageLayoutVersion": "1.0.0"}
 
@@ -121,7 +125,11 @@ class LayoutBackend:
 
     def _index(self, root: Path) -> dict[str, Any]:
         try:
-            return oci.parse_json((root / "index.json").read_bytes(), f"{root}/index.json")
+            data = read_file_capped(root / "index.json", _INDEX_MAX)
+            if data is None:
+                raise RegistryError(f"{root}/index.json is larger than {_INDEX_MAX} bytes",
+                                    hint="the layout is damaged or hostile")
+            return oci.parse_json(data, f"{root}/index.json")
         except FileNotFoundError:
             return {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
                     "manifests": []}
@@ -191,8 +199,14 @@ class LayoutBackend:
                           reassembled=True)
 
     def _read_blob(self, root: Path, digest: str) -> bytes:
+        """A manifest or index blob: a sha256 digest (it names a file), at most 4 MiB."""
+        digest = check_digest(digest, f"{root}: manifest")
+        cap = MANIFEST_MAX
         try:
-            data = self._blob_path(root, digest).read_bytes()
+            data = read_file_capped(self._blob_path(root, digest), cap)
+            if data is None:
+                raise RegistryError(f"{root}: blob {digest} is larger than {cap} bytes",
+                                    hint="a manifest is not; the layout is damaged or hostile")
         except OSError as exc:
             raise ImageNotFoundError(f"{root}: blob {digest} unreadable",
                                      why=exc.strerror or "") from None

@@ -20,8 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import requests
-
+from forensics.capture.registry import limits as lim
 from forensics.capture.registry import oci
 from forensics.capture.registry.base import (
     DOCKER_LIST,
@@ -37,11 +36,12 @@ from forensics.capture.registry.base import (
     build_documents,
     sha256_digest,
 )
-from forensics.capture.registry.client import RegistryClient
+from forensics.capture.registry.client import _NETWORK_ERRORS, RegistryClient
 from forensics.capture.registry.errors import (
     BadReferenceError,
     DigestMismatchError,
     ImageNotFoundError,
+    RegistryError,
     RegistryUnavailableError,
 )
 from forensics.capture.registry.reference import ImageRef, Target
@@ -49,7 +49,6 @@ from forensics.capture.registry.streams import VerifiedWriter
 from forensics.capture.registry.upload import Journal, Uploader
 
 ACCEPT = ", ".join((MEDIA_INDEX, MEDIA_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
-_STREAM_CHUNK = 1 << 20
 
 
 def _registry_ref(target: Target) -> ImageRef:
@@ -108,13 +107,19 @@ class NativeBackend:
 
     # ------------------------------------------------------------ pull
 
-    def fetch_manifest(self, client: RegistryClient,
-                       reference: str) -> tuple[dict[str, Any], str, bytes]:
-        """(document, digest, raw bytes) of a manifest or index, its digest verified."""
+    def fetch_manifest(self, client: RegistryClient, reference: str,
+                       size: int | None = None) -> tuple[dict[str, Any], str, bytes]:
+        """(document, digest, raw bytes) of a manifest or index, its digest verified.
+
+        At most the manifest cap (4 MiB) is read, or ``size`` (an index
+        entry's) when it is smaller.
+        """
         what = f"{client.ref.name}:{reference}" if not reference.startswith("sha256:") \
             else f"{client.ref.name}@{reference}"
+        cap = client.options.limits.max_manifest
         resp = client.request("GET", f"manifests/{reference}", headers={"Accept": ACCEPT},
-                              expect=(200, 404), what=f"GET manifest {what}")
+                              expect=(200, 404), what=f"GET manifest {what}",
+                              limit=cap if size is None else min(size, cap))
         if resp.status_code == 404:
             raise ImageNotFoundError(f"{what}: no such image", hint="check the name and tag")
         raw = resp.content
@@ -135,11 +140,14 @@ class NativeBackend:
             outer = doc
             if oci.is_index(doc):
                 entry = oci.pick_manifest(doc, str(ref))
-                doc, digest, _ = self.fetch_manifest(client, str(entry["digest"]))
+                size = lim.check_size(entry.get("size"), f"{ref}: manifest "
+                                      f"{str(entry.get('digest'))[:80]}", self.options.limits)
+                entry_digest = lim.check_digest(entry.get("digest"), f"{ref}: manifest")
+                doc, digest, _ = self.fetch_manifest(client, entry_digest, size)
                 annotations = oci.annotations_of(outer, entry, doc)
             else:
                 annotations = oci.annotations_of(doc)
-            layer = oci.pick_layer(doc, annotations, str(ref))
+            layer = oci.pick_layer(doc, annotations, str(ref), self.options.limits)
             if oci.is_direct(layer, annotations):
                 sha = self._stream_layer(client, layer, dest, overwrite=overwrite)
                 return oci.finish(dest, sha, layer.size, digest, annotations, reassembled=False)
@@ -157,41 +165,80 @@ class NativeBackend:
 
     def _stream_layer(self, client: RegistryClient, layer: oci.Layer, dest: str, *,
                       overwrite: bool) -> str:
-        """GET the blob into ``dest`` (verified), continuing with Range after a cut."""
+        """GET the blob into ``dest`` (verified), continuing with Range after a cut.
+
+        The download runs under one transfer (deadline scaled by the size,
+        minimum rate) and stops at the descriptor's size: a longer answer,
+        declared or sent, is an error and nothing of it is kept.
+        """
+        what = f"GET blob {layer.digest[:19]}"
+        transfer = lim.Transfer(self.options.limits, what, layer.size)
         writer = VerifiedWriter(dest, overwrite=overwrite, resume=True, key=layer.hex[:16])
+        if writer.size > layer.size:
+            writer.abort()
+            writer = VerifiedWriter(dest, overwrite=overwrite, key=layer.hex[:16])
         failures = 0
-        while True:
-            headers = {"Range": f"bytes={writer.size}-"} if writer.size else {}
-            try:
-                resp = client.request("GET", f"blobs/{layer.digest}", headers=headers,
-                                      stream=True, expect=(200, 206, 404),
-                                      what=f"GET blob {layer.digest[:19]}")
-                if resp.status_code == 404:
-                    writer.abort()
-                    raise ImageNotFoundError(f"{client.ref.name}: blob {layer.digest} is "
-                                             "missing from the registry")
-                if resp.status_code == 200 and writer.size:
-                    writer.abort()  # no Range support: start over
-                    writer = VerifiedWriter(dest, overwrite=overwrite, key=layer.hex[:16])
+        try:
+            while True:
+                headers = {"Range": f"bytes={writer.size}-"} if writer.size else {}
                 try:
-                    for chunk in resp.iter_content(_STREAM_CHUNK):
-                        writer.write(chunk)
-                        if self.progress is not None:
-                            self.progress(writer.size, layer.size)
-                finally:
-                    resp.close()
-                break
-            except requests.exceptions.RequestException as exc:  # a cut stream: resume
-                failures += 1
-                if failures >= max(1, self.options.retries):
-                    writer.abort(keep=True)
-                    raise RegistryUnavailableError(
-                        f"GET blob {layer.digest[:19]}: the download was cut",
-                        why=type(exc).__name__,
-                        hint=f"{writer.partial} is kept; pull again to continue") from None
-                time.sleep(self.options.backoff * (2 ** (failures - 1)))
-            except BaseException as exc:
-                writer.abort(keep=isinstance(exc, RegistryUnavailableError))
-                raise
-        return writer.commit(layer.hex, layer.size if layer.size >= 0 else None,
-                             what=f"layer {layer.digest}")
+                    resp = client.request("GET", f"blobs/{layer.digest}", headers=headers,
+                                          stream=True, transfer=transfer,
+                                          expect=(200, 206, 404), what=what)
+                    if resp.status_code == 404:
+                        resp.close()
+                        raise ImageNotFoundError(f"{client.ref.name}: blob {layer.digest} is "
+                                                 "missing from the registry")
+                    if resp.status_code == 200 and writer.size:
+                        writer.abort()  # no Range support: start over
+                        writer = VerifiedWriter(dest, overwrite=overwrite, key=layer.hex[:16])
+                    try:
+                        self._receive(resp, layer, writer, transfer, what)
+                    finally:
+                        resp.close()
+                    transfer.check()
+                    break
+                except _NETWORK_ERRORS as exc:  # a cut stream: resume
+                    transfer.check()
+                    failures += 1
+                    if failures >= max(1, self.options.retries):
+                        writer.abort(keep=True)
+                        raise RegistryUnavailableError(
+                            f"{what}: the download was cut", why=type(exc).__name__,
+                            hint=f"{writer.partial} is kept; pull again to continue") from None
+                    time.sleep(self.options.backoff * (2 ** (failures - 1)))
+        except BaseException as exc:
+            keep = isinstance(exc, RegistryUnavailableError) and \
+                not isinstance(exc, lim.RegistryTooSlowError)
+            writer.abort(keep=keep)
+            raise
+        finally:
+            transfer.close()
+        return writer.commit(layer.hex, layer.size, what=f"layer {layer.digest}")
+
+    def _receive(self, resp: Any, layer: oci.Layer, writer: VerifiedWriter,
+                 transfer: lim.Transfer, what: str) -> None:
+        """Write the body to ``writer``, never past the descriptor's size."""
+        left = layer.size - writer.size
+        declared = resp.headers.get("Content-Length", "").strip()
+        if declared.isdigit() and int(declared) > left:
+            raise RegistryError(f"{what}: the registry announces more than the layer's size",
+                                why=f"Content-Length {declared[:20]}, but {left} bytes of the "
+                                f"descriptor's {layer.size} remain to fetch",
+                                hint="nothing was kept; the registry is misbehaving or hostile")
+        raw = resp.raw
+        transfer.reading = True
+        while True:
+            data = lim.read_some(raw, left + 1)
+            if not data:
+                return
+            if len(data) > left:
+                raise DigestMismatchError(
+                    f"{what}: the registry sent more than the layer's size",
+                    why=f"the descriptor says {layer.size} bytes",
+                    hint="nothing was kept; the registry is misbehaving or hostile")
+            transfer.count(len(data))
+            writer.write(data)
+            left -= len(data)
+            if self.progress is not None:
+                self.progress(writer.size, layer.size)

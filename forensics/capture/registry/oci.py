@@ -29,6 +29,7 @@ from forensics.capture.registry.base import (
     PullResult,
 )
 from forensics.capture.registry.errors import ImageNotFoundError, RegistryError
+from forensics.capture.registry.limits import TransferLimits, check_digest, check_size
 from forensics.capture.registry.streams import VerifiedWriter, local_error
 
 _LAYER_TYPES = (MEDIA_LAYER, MEDIA_LAYER_GZIP, MEDIA_LAYER_ZSTD, DOCKER_LAYER, DOCKER_LAYER_GZIP)
@@ -48,7 +49,7 @@ class Layer:
 def parse_json(data: bytes, what: str) -> dict[str, Any]:
     try:
         doc = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python allows
         raise RegistryError(f"{what}: not valid JSON") from None
     if not isinstance(doc, dict):
         raise RegistryError(f"{what}: not a JSON object")
@@ -65,7 +66,8 @@ def pick_manifest(index: dict[str, Any], what: str) -> dict[str, Any]:
     entries = [e for e in index.get("manifests") or [] if isinstance(e, dict)]
     if not entries:
         raise ImageNotFoundError(f"{what}: the image index lists no manifest")
-    linux = [e for e in entries if (e.get("platform") or {}).get("os", "linux") == "linux"]
+    linux = [e for e in entries if not isinstance(e.get("platform"), dict)
+             or e["platform"].get("os", "linux") == "linux"]
     return (linux or entries)[0]
 
 
@@ -79,12 +81,16 @@ def annotations_of(*docs: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def pick_layer(manifest: dict[str, Any], annotations: dict[str, str], what: str) -> Layer:
+def pick_layer(manifest: dict[str, Any], annotations: dict[str, str], what: str,
+               limits: TransferLimits | None = None) -> Layer:
+    """The archive's layer; its size must be a sane integer (see :func:`.limits.check_size`)."""
+    limits = limits or TransferLimits.from_env()
     layers = [lay for lay in manifest.get("layers") or [] if isinstance(lay, dict)]
     want = annotations.get(CSI_SHA256)
     for lay in layers:
         if want and lay.get("digest") == f"sha256:{want}":
-            return Layer(str(lay.get("mediaType")), str(lay["digest"]), int(lay.get("size", -1)))
+            return Layer(str(lay.get("mediaType")), check_digest(lay["digest"], what),
+                         check_size(lay.get("size"), f"{what}: layer", limits))
     if len(layers) != 1:
         raise ImageNotFoundError(f"{what}: not a checkpoint image",
                                  why=f"it has {len(layers)} layers, a checkpoint image has one")
@@ -92,7 +98,8 @@ def pick_layer(manifest: dict[str, Any], annotations: dict[str, str], what: str)
     if lay.get("mediaType") not in _LAYER_TYPES:
         raise ImageNotFoundError(f"{what}: not a checkpoint image",
                                  why=f"layer media type {lay.get('mediaType')!r}")
-    return Layer(str(lay["mediaType"]), str(lay["digest"]), int(lay.get("size", -1)))
+    return Layer(str(lay["mediaType"]), check_digest(lay.get("digest"), what),
+                 check_size(lay.get("size"), f"{what}: layer", limits))
 
 
 def is_direct(layer: Layer, annotations: dict[str, str]) -> bool:
@@ -103,7 +110,7 @@ def is_direct(layer: Layer, annotations: dict[str, str]) -> bool:
 
 def expected_size(annotations: dict[str, str]) -> int | None:
     text = annotations.get(CSI_SIZE, "")
-    return int(text) if text.isdigit() else None
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 19 else None
 
 
 def finish(dest: str, sha256: str, size: int, digest: str, annotations: dict[str, str],
@@ -120,14 +127,14 @@ def copy_file_verified(src: str, dest: str, layer: Layer, *, overwrite: bool) ->
     """Copy a local blob to ``dest``, verifying its digest on the way."""
     writer = VerifiedWriter(dest, overwrite=overwrite)
     try:
-        with open(src, "rb", buffering=0) as f:
-            while data := f.read(4 << 20):
+        with open(src, "rb", buffering=0) as f:  # never past the size: one byte more tells
+            while writer.size <= layer.size and (
+                    data := f.read(min(4 << 20, layer.size + 1 - writer.size))):
                 writer.write(data)
     except OSError as exc:
         writer.abort()
         raise local_error(src, exc) from None
-    return writer.commit(layer.hex, layer.size if layer.size >= 0 else None,
-                         what=f"layer {layer.digest}")
+    return writer.commit(layer.hex, layer.size, what=f"layer {layer.digest}")
 
 
 def rebuild(layer_file: str, layer: Layer, dest: str, annotations: dict[str, str], *,
@@ -142,15 +149,23 @@ def rebuild(layer_file: str, layer: Layer, dest: str, annotations: dict[str, str
     if layer.media_type in (MEDIA_LAYER, DOCKER_LAYER):
         return _reassemble(layer_file, dest, want, size, overwrite=overwrite)
     from forensics.archive.source import open_stream
+    from forensics.archive.tempfiles import expansion_limit
 
     plain = VerifiedWriter(dest, overwrite=overwrite, key="plain")
+    limit, why, hint = expansion_limit(os.path.dirname(os.path.abspath(dest)))
     try:
         with open_stream(layer_file) as stream:
             while data := stream.read(4 << 20):
+                if plain.size + len(data) > limit:  # a compression bomb from the registry
+                    raise RegistryError(f"layer {layer.digest}: expands to more than {limit} "
+                                        "bytes", why=why, hint=hint)
                 plain.write(data)
     except OSError as exc:
         plain.abort()
         raise local_error(dest, exc) from None
+    except BaseException:
+        plain.abort()
+        raise
     if plain.hasher.hexdigest() == want and size in (None, plain.size):
         return plain.commit(want, size, what="archive decompressed from the layer")
     plain.abort(keep=True)  # a re-tarred layer: rebuild from the tar-split
@@ -164,8 +179,12 @@ def rebuild(layer_file: str, layer: Layer, dest: str, annotations: dict[str, str
 def _reassemble(plain_tar: str, dest: str, want: str, size: int | None, *,
                 overwrite: bool) -> str:
     writer = VerifiedWriter(dest, overwrite=overwrite)
+    from forensics.archive.tempfiles import expansion_limit
+
+    room = expansion_limit(os.path.dirname(os.path.abspath(dest)))[0]
+    limit = room if size is None else min(size, room)
     try:
-        tarsplit.reassemble(plain_tar, writer.write)
+        tarsplit.reassemble(plain_tar, writer.write, limit)
     except BaseException:
         writer.abort()
         raise

@@ -7,6 +7,10 @@ archive's raw header bytes, member order and padding in a small sidecar
 (gzip'd JSON) that travels inside the image; a pull rebuilds the original
 bytes from the sidecar and the layer's file contents, and checks the
 result against ``dev.csi.archive.sha256``.
+
+The sidecar comes from the registry, so it is bounded like everything else
+from there: its compressed and decompressed sizes, every padding it
+describes, and the bytes the rebuild may write (``limit``).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import gzip
 import json
 import os
 import tarfile
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +30,9 @@ from forensics.capture.registry.errors import RegistryError
 SIDECAR_PATH = ".csi-archive.tar-split.json.gz"
 VERSION = 1
 _COPY = 4 << 20
+MAX_SIDECAR = 64 << 20  # compressed, as stored in the layer
+MAX_SIDECAR_JSON = 512 << 20  # decompressed: ~700 bytes per member
+MAX_GAP = 1 << 20  # tar padding and trailers are a few KiB
 
 
 def _gap(data: bytes) -> int | str:
@@ -32,8 +40,13 @@ def _gap(data: bytes) -> int | str:
     return len(data) if not data.strip(b"\0") else base64.b64encode(data).decode()
 
 
-def _ungap(value: int | str) -> bytes:
-    return b"\0" * value if isinstance(value, int) else base64.b64decode(value)
+def _ungap(value: object) -> bytes:
+    """The padding a sidecar describes; refused when it is not a small one."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_GAP:
+        return b"\0" * value
+    if isinstance(value, str) and len(value) <= MAX_GAP * 4 // 3 + 4:
+        return base64.b64decode(value, validate=True)
+    raise ValueError(f"a padding of {str(value)[:40]!r} bytes")
 
 
 def build(archive: str, sha256: str) -> bytes:
@@ -65,20 +78,46 @@ def build(archive: str, sha256: str) -> bytes:
 
 def load(data: bytes) -> dict[str, Any]:
     try:
-        doc = json.loads(gzip.decompress(data))
-    except (OSError, ValueError, EOFError) as exc:
+        inflate = zlib.decompressobj(wbits=31)  # gzip, one member: what build() writes
+        text = inflate.decompress(data, MAX_SIDECAR_JSON)
+        if inflate.unconsumed_tail:
+            raise ValueError(f"it expands to more than {MAX_SIDECAR_JSON} bytes")
+        doc = json.loads(text)
+    except (OSError, ValueError, EOFError, zlib.error) as exc:
         raise RegistryError("the image's tar-split sidecar is unreadable", why=str(exc)) from None
     if not isinstance(doc, dict) or doc.get("version") != VERSION:
         raise RegistryError("the image's tar-split sidecar has an unknown version")
     return doc
 
 
-def reassemble(layer_tar: str, write: Callable[[bytes], None]) -> dict[str, Any]:
+def reassemble(layer_tar: str, write: Callable[[bytes], None],
+               limit: int | None = None) -> dict[str, Any]:
     """Rebuild the original archive from a plain-tar layer that holds the sidecar.
 
-    Writes through ``write``; returns the sidecar document (its ``sha256``
-    is what the result must hash to: the caller verifies).
+    Writes through ``write``, at most ``limit`` bytes (a sidecar may name one
+    member many times); returns the sidecar document (its ``sha256`` is what
+    the result must hash to: the caller verifies).
     """
+    written = 0
+
+    def bounded(data: bytes) -> None:
+        nonlocal written
+        written += len(data)
+        if limit is not None and written > limit:
+            raise RegistryError(f"cannot rebuild the archive: it would exceed {limit} bytes",
+                                hint="the image's tar-split sidecar is malformed or hostile; "
+                                "nothing was kept")
+        write(data)
+
+    try:
+        return _reassemble(layer_tar, bounded)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise RegistryError("the image's tar-split sidecar is malformed",
+                            why=f"{type(exc).__name__}: {str(exc)[:200]}",
+                            hint="nothing was kept") from None
+
+
+def _reassemble(layer_tar: str, write: Callable[[bytes], None]) -> dict[str, Any]:
     fd = os.open(layer_tar, os.O_RDONLY)
     try:
         with os.fdopen(os.dup(fd), "rb") as f:
@@ -88,9 +127,12 @@ def reassemble(layer_tar: str, write: Callable[[bytes], None]) -> dict[str, Any]
             raise RegistryError("the layer is not the archive and carries no tar-split sidecar",
                                 hint="this image was not pushed by csi: its layer cannot be "
                                 "shown to be the archive its annotations name")
+        if side.size > MAX_SIDECAR:
+            raise RegistryError(f"the image's tar-split sidecar is {side.size} bytes, more than "
+                                f"{MAX_SIDECAR}", hint="nothing was kept")
         doc = load(os.pread(fd, side.size, side.offset))
         for entry in doc["entries"]:
-            write(base64.b64decode(entry["header"]))
+            write(base64.b64decode(entry["header"], validate=True))
             if entry["size"]:
                 member = _content(members, entry["name"], entry["size"])
                 _copy_range(fd, member.offset, member.size, write)

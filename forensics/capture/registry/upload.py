@@ -31,6 +31,7 @@ from forensics.capture.registry.errors import (
     RegistryError,
     RegistryUnavailableError,
 )
+from forensics.capture.registry.limits import RegistryTooSlowError
 from forensics.capture.registry.streams import FileWindow, hash_prefix
 
 OCTETS = {"Content-Type": "application/octet-stream"}
@@ -93,7 +94,8 @@ class Uploader:
                                    what=f"HEAD blob {digest[:19]}")
         if resp.status_code != 200:
             return None
-        return int(resp.headers.get("Content-Length", "-1"))
+        length = resp.headers.get("Content-Length", "").strip()
+        return int(length) if length.isdigit() and len(length) < 20 else -1
 
     def _start(self) -> str:
         resp = self.client.request("POST", "blobs/uploads/", push=True, expect=(202,),
@@ -137,6 +139,8 @@ class Uploader:
         while True:
             try:
                 return self._attempt(path, size, sha256, key, saved, result)
+            except RegistryTooSlowError:
+                raise  # as in RegistryClient.request: a too slow registry is not retried
             except RegistryUnavailableError as exc:
                 failures += 1
                 saved = self.journal.load(key) if self.journal else None
@@ -193,6 +197,7 @@ class Uploader:
             try:
                 return self.client.request(method, location, push=True, retries=1,
                                            data=body, headers=headers, expect=expect,
+                                           size=length,
                                            what=f"upload {os.path.basename(path)}", **kwargs)
             except RegistryError as exc:
                 if "DIGEST_INVALID" in exc.why:
