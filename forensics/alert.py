@@ -19,6 +19,7 @@ is the one-line reason the HTTP answer carries.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -96,8 +97,11 @@ class Alert:
         return self.text("k8s.ns.name")
 
     def to_json(self) -> dict[str, Any]:
-        """The alert as received, as a JSON object (what :func:`alert_from_json` reads)."""
-        return self.raw
+        """The alert as received, as a JSON object (what :func:`alert_from_json` reads).
+
+        A copy (at most :data:`MAX_DEPTH` deep): changing it never changes this alert."""
+        copied: dict[str, Any] = copy.deepcopy(self.raw)
+        return copied
 
     def text(self, name: str) -> str:
         """An output field as text; empty for ``null``, absent and Falco's ``<NA>``."""
