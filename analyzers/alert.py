@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from forensics.alert import Alert
 from forensics.analysis.base import Context
 from forensics.analysis.findings import Finding, Record, Severity
 from forensics.analysis.helpers import basename
@@ -29,36 +30,37 @@ class AlertAnalyzer:
     def applies(self, ctx: Context) -> str | None:
         if ctx.options.alert is None:
             return "no Falco alert given (--alert)"
-        if not isinstance(ctx.options.alert.get("output_fields"), dict):
+        if not ctx.options.alert.output_fields:
             return "the alert has no output_fields"
         return None
 
     def run(self, ctx: Context) -> Iterator[Finding | Record]:
-        alert = ctx.options.alert or {}
-        fields: dict[str, Any] = alert["output_fields"]
-        rule = str(alert.get("rule", "?"))
-        severity = PRIORITY.get(str(alert.get("priority", "")).lower(), Severity.MEDIUM)
+        alert = ctx.options.alert
+        if alert is None:
+            return
+        rule = alert.rule
+        severity = PRIORITY.get(alert.priority.lower(), Severity.MEDIUM)
         checks: dict[str, Any] = {}
-        process = self._process(ctx, fields, checks)
+        process = self._process(ctx, alert, checks)
         if process is not None:
-            self._fd(process, fields, checks)
-        self._identity(ctx, fields, checks)
+            self._fd(process, alert, checks)
+        self._identity(ctx, alert, checks)
         confirmed = process is not None and all(
             v is True for k, v in checks.items() if k in ("exe", "name", "cmdline", "fd")
         )
-        yield Record("alert", {"rule": rule, "priority": alert.get("priority"),
-                               "time": alert.get("time"), "checks": checks,
+        yield Record("alert", {"rule": rule, "priority": alert.priority,
+                               "time": alert.time, "checks": checks,
                                "confirmed": confirmed, "pid": process.pid if process else None})
-        evidence = {"alert_rule": rule, "alert_time": alert.get("time"), "checks": checks}
+        evidence = {"alert_rule": rule, "alert_time": alert.time, "checks": checks}
         note = ""
         if checks.get("container_id") is False:
-            note = (f" (note: the alert names container {fields.get('container.id')}, the "
+            note = (f" (note: the alert names container {alert.container_id}, the "
                     f"archive is of {ctx.checkpoint.container.id[:12]})")
         if confirmed and process is not None:
             yield Finding("alert.confirmed", severity,
                           f"the checkpoint confirms the alert {rule!r}: pid {process.pid} "
                           f"({' '.join(process.cmdline or (process.comm,))}) is there"
-                          + (f" with {fields.get('fd.name')}" if checks.get("fd") else "")
+                          + (f" with {alert.field('fd.name')}" if checks.get("fd") else "")
                           + note,
                           pid=process.pid, path=process.exe, evidence=evidence)
         else:
@@ -69,17 +71,17 @@ class AlertAnalyzer:
                           pid=process.pid if process else None, evidence=evidence)
 
     @staticmethod
-    def _process(ctx: Context, fields: dict[str, Any], checks: dict[str, Any]) -> Process | None:
+    def _process(ctx: Context, alert: Alert, checks: dict[str, Any]) -> Process | None:
         procs = ctx.checkpoint.processes
         process = None
-        vpid = fields.get("proc.vpid")
+        vpid = alert.field("proc.vpid")
         if isinstance(vpid, int):
             process = ctx.checkpoint.process(vpid)
             checks["vpid"] = process is not None
-        exepath = fields.get("proc.exepath")
+        exepath = alert.field("proc.exepath")
         if process is None and isinstance(exepath, str):
             process = next((p for p in procs if p.exe == exepath), None)
-        name, cmdline = fields.get("proc.name"), fields.get("proc.cmdline")
+        name, cmdline = alert.field("proc.name"), alert.field("proc.cmdline")
         if process is None and isinstance(name, str) and isinstance(cmdline, str):
             # no pid, no exe path: the process of that name whose arguments are the alert's
             process = next((p for p in procs if p.comm[:15] == name[:15]
@@ -95,8 +97,8 @@ class AlertAnalyzer:
         return process
 
     @staticmethod
-    def _fd(process: Process, fields: dict[str, Any], checks: dict[str, Any]) -> None:
-        fd_name = fields.get("fd.name")
+    def _fd(process: Process, alert: Alert, checks: dict[str, Any]) -> None:
+        fd_name = alert.field("fd.name")
         if not isinstance(fd_name, str) or not fd_name:
             return
         if "->" in fd_name:
@@ -109,13 +111,13 @@ class AlertAnalyzer:
             checks["fd"] = any(f.path == fd_name for f in process.files)
 
     @staticmethod
-    def _identity(ctx: Context, fields: dict[str, Any], checks: dict[str, Any]) -> None:
+    def _identity(ctx: Context, alert: Alert, checks: dict[str, Any]) -> None:
         k = ctx.checkpoint.kubernetes
-        pod, ns = fields.get("k8s.pod.name"), fields.get("k8s.ns.name")
+        pod, ns = alert.field("k8s.pod.name"), alert.field("k8s.ns.name")
         if isinstance(pod, str) and k.pod:
             checks["pod"] = pod == k.pod and ns == k.namespace
-        cid = fields.get("container.id")
-        if isinstance(cid, str) and cid not in ("", "host") and ctx.checkpoint.container.id:
+        cid = alert.container_id
+        if cid not in ("", "host") and ctx.checkpoint.container.id:
             checks["container_id"] = ctx.checkpoint.container.id.startswith(cid)
 
 

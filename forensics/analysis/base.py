@@ -13,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from forensics.analysis.findings import Finding, Record
 
 if TYPE_CHECKING:
+    from forensics.alert import Alert
     from forensics.analysis.memscan import MemoryScan
     from forensics.archive.checkpoint import Checkpoint
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 class Options:
     """What the user asked for."""
 
-    alert: dict[str, Any] | None = None  # the Falco alert that led to the capture
+    alert: Alert | None = None  # the Falco alert that led to the capture
     yara_rules: list[str] = field(default_factory=list)  # extra YARA rule files
     reveal: bool = False  # show secrets in clear (reports redact them)
 

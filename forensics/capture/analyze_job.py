@@ -46,9 +46,10 @@ def analyze_pulled(copy: str, pulled_sha256: str, request: dict[str, Any],
         alert = req.trigger.alert
         analysis = analyze(ckpt, Options(alert=alert))
         timeline["analyzed"] = _iso(datetime.now(UTC))
-        trigger = (Trigger.from_alert(alert) if req.trigger.kind == "alert" and alert
+        trigger = (Trigger.from_alert(alert, policy=req.trigger.policy)
+                   if req.trigger.kind == "alert" and alert
                    else Trigger.by_responder(req.trigger.responder or "unknown",
-                                             req.trigger.reason or None, alert))
+                                             req.trigger.reason, alert))
         provenance = Provenance(
             trigger=trigger, node=node or None,
             node_archive_path=res.archive_path or None,

@@ -16,7 +16,6 @@ a missing template (``csi workflow install``), an unreachable server
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import time
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from forensics.alert import encode_alert
 from forensics.capture.errors import CaptureError
 from forensics.capture.request import CaptureRequest
 
@@ -104,7 +104,7 @@ def fingerprint_label(fingerprint: str) -> str:
 def parameters(request: CaptureRequest) -> list[str]:
     """The template's parameters, ``NAME=VALUE``."""
     target, trigger = request.target, request.trigger
-    alert = json.dumps(trigger.alert, sort_keys=True) if trigger.alert else ""
+    alert = encode_alert(trigger.alert) if trigger.alert is not None else ""
     values = {"namespace": target.namespace, "pod": target.pod, "container": target.container,
               "node": target.node, "reason": trigger.reason, "alert": alert}
     return [f"{k}={v}" for k, v in values.items()]

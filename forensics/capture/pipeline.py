@@ -172,10 +172,10 @@ def push(request: CaptureRequest, settings: Settings, archive: str, node: str,
     from forensics.capture.registry.api import push_archive
 
     say("push", request.registry or "the OCI layout in the csi home")
-    alert = request.trigger.alert or {}
+    alert = request.trigger.alert
     pushed = push_archive(
         archive, request.registry, backend=settings.registry_backend,
-        sha256=result.archive_sha256, alert_rule=str(alert.get("rule", "")), node=node,
+        sha256=result.archive_sha256, alert_rule=alert.rule if alert else "", node=node,
         delete_source=(not request.keep_node_copy) if delete_source is None else delete_source,
     )
     if pushed.archive_sha256 != result.archive_sha256:

@@ -4,7 +4,9 @@ These two records are the contract between whoever decides a capture is
 needed (``csi capture``, the Falco receiver, an Argo workflow step) and the
 capture pipeline (:mod:`forensics.capture.pipeline`), whichever executor runs
 it. They are plain data: JSON round-trips with ``to_dict``/``from_dict``, so a
-receiver can journal them and a workflow can pass them between steps.
+receiver can journal them and a workflow can pass them between steps. The
+:class:`~forensics.trigger.Trigger` (and the typed alert in it) is the low
+layer's, re-exported here.
 """
 
 from __future__ import annotations
@@ -13,6 +15,10 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
+
+from forensics.trigger import Trigger
+
+__all__ = ["Backend", "CaptureRequest", "CaptureResult", "Target", "Trigger"]
 
 Backend = Literal["kubernetes", "podman"]
 
@@ -41,17 +47,6 @@ class Target:
 
 
 @dataclass(frozen=True)
-class Trigger:
-    """Why the capture happened: a Falco alert, or a responder with a reason."""
-
-    kind: Literal["alert", "responder"]
-    reason: str = ""
-    responder: str = ""
-    alert: dict[str, Any] | None = None  # the alert JSON as received
-    alert_fingerprint: str = ""
-
-
-@dataclass(frozen=True)
 class CaptureRequest:
     target: Target
     trigger: Trigger
@@ -67,13 +62,14 @@ class CaptureRequest:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        found = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        return found | {"target": asdict(self.target), "trigger": self.trigger.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CaptureRequest:
         return cls(
             target=Target(**data["target"]),
-            trigger=Trigger(**data["trigger"]),
+            trigger=Trigger.from_dict(data["trigger"]),
             **{k: v for k, v in data.items() if k not in ("target", "trigger")},
         )
 

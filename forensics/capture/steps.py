@@ -22,15 +22,14 @@ whether Argo should retry (``csi step`` exits 75, EX_TEMPFAIL, when not).
 
 from __future__ import annotations
 
-import json
 import os
 import posixpath
 import shutil
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
+from forensics.alert import Alert, InvalidAlert, InvalidJson, decode_alert
 from forensics.capture.errors import CaptureError
 from forensics.capture.pipeline import (
     Settings,
@@ -68,26 +67,26 @@ class StepInput:
     container: str
     node: str = ""
     reason: str = ""
-    alert: str = ""  # the Falco alert JSON, or ""
+    alert: str = ""  # the Falco alert JSON (forensics.alert.encode_alert), or ""
     registry: str = ""  # REPO; "" = $CSI_REGISTRY, else the OCI layout in the csi home
 
     def __post_init__(self) -> None:  # Argo parameters may carry an alert's fields
         require_k8s(namespace=self.namespace, pod=self.pod, container=self.container or None,
                     node=self.node or None)
 
-    def alert_dict(self) -> dict[str, Any] | None:
+    def parsed_alert(self) -> Alert | None:
+        """The ``alert`` parameter as a typed alert (parsed as the receiver parses one)."""
         if not self.alert.strip():
             return None
         try:
-            data = json.loads(self.alert)
-        except ValueError as exc:
+            return decode_alert(self.alert)
+        except InvalidJson as exc:
             raise UsageError(f"--alert is not JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise UsageError("--alert must be a JSON object (a Falco alert)")
-        return data
+        except InvalidAlert as exc:
+            raise UsageError(f"--alert is not a Falco alert: {exc}") from None
 
     def request(self) -> CaptureRequest:
-        alert = self.alert_dict()
+        alert = self.parsed_alert()
         trigger = (Trigger("alert", reason=self.reason, alert=alert) if alert is not None
                    else Trigger("responder", reason=self.reason, responder="argo workflow"))
         return CaptureRequest(Target("kubernetes", self.container, self.namespace, self.pod,

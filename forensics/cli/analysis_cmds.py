@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -12,22 +11,28 @@ from typing import Any
 
 import click
 
+from forensics.alert import MAX_BYTES, Alert, InvalidAlert, InvalidJson, decode_alert
 from forensics.cli.common import dump_json, open_checkpoint, stdout, warn
 from forensics.errors import CsiError, UsageError
 
 
-def load_alert(path: str) -> dict[str, Any]:
-    """A Falco alert (Falco json_output or falcosidekick's forward) from a file."""
+def load_alert(path: str) -> Alert:
+    """A Falco alert (Falco json_output or falcosidekick's forward) from a file, read and
+    checked as the receiver reads one (at most :data:`~forensics.alert.MAX_BYTES`)."""
     try:
         with open(path, "rb") as f:
-            alert = json.load(f)
+            body = f.read(MAX_BYTES + 1)
     except OSError as exc:
         raise UsageError(f"{path}: cannot read the alert", why=exc.strerror or str(exc)) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    if len(body) > MAX_BYTES:
+        raise UsageError(f"{path}: the alert is larger than {MAX_BYTES} bytes",
+                         why="Falco's alerts are a few KiB", hint="give one alert's JSON")
+    try:
+        return decode_alert(body)
+    except InvalidJson as exc:
         raise UsageError(f"{path}: the alert is not JSON", why=str(exc)) from None
-    if not isinstance(alert, dict) or "rule" not in alert:
-        raise UsageError(f"{path}: not a Falco alert", why="expected a JSON object with 'rule'")
-    return alert
+    except InvalidAlert as exc:
+        raise UsageError(f"{path}: not a Falco alert", why=str(exc)) from None
 
 
 @click.command()

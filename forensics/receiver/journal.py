@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from forensics.alert import Alert, InvalidAlert, decode_alert
 from forensics.capture.request import CaptureRequest, CaptureResult, Target
 from forensics.errors import CsiError
-from forensics.receiver.falco import Alert, InvalidAlert, decode_alert
 from forensics.receiver.policy import Decision, decision_json
 from forensics.receiver.schema import (
     ALERT_ROW,
@@ -274,13 +274,29 @@ class Journal:
                              (state, json.dumps(result.to_dict()) if result else None,
                               error or None, now, capture_id))
 
-    def requeue_unfinished(self) -> list[CaptureRequest]:
-        """On start-up: ``running`` captures (interrupted) back to ``queued``; all queued."""
+    def requeue_unfinished(self, now: float | None = None) -> list[CaptureRequest]:
+        """On start-up: ``running`` captures (interrupted) back to ``queued``; all queued.
+
+        A request whose alert no longer parses (journaled by an older csi that
+        accepted it) is marked failed, with why; the others are requeued."""
         with self._tx() as db:
             db.execute("UPDATE captures SET state = 'queued' WHERE state = 'running'")
-            rows = db.execute("SELECT request FROM captures WHERE state = 'queued' "
+            rows = db.execute("SELECT id, request FROM captures WHERE state = 'queued' "
                               "ORDER BY created").fetchall()
-        return [CaptureRequest.from_dict(json.loads(r[0])) for r in rows]
+        found, broken = [], []
+        for capture_id, text in rows:
+            try:
+                found.append(CaptureRequest.from_dict(json.loads(text)))
+            except InvalidAlert as exc:
+                log.warning("journal: capture %s holds an alert that is not valid any more, "
+                            "failed: %s", capture_id, exc)
+                broken.append((f"not a valid alert: {exc}", capture_id))
+        if broken:
+            with self._tx() as db:
+                db.executemany("UPDATE captures SET state = 'failed', error = ?, finished = ? "
+                               "WHERE id = ?", [(why, time.time() if now is None else now, cid)
+                                                for why, cid in broken])
+        return found
 
     def recent_captures(self, since: float) -> list[tuple[str, Target, float, bool]]:
         """(Falco rule, target, created, in flight) of captures created since ``since``
@@ -289,7 +305,8 @@ class Journal:
             rows = self._db.execute("SELECT rule, request, created, state FROM captures WHERE "
                                     "created >= ? OR state IN ('queued', 'running')",
                                     (since,)).fetchall()
-        return [(rule, CaptureRequest.from_dict(json.loads(req)).target, created,
+        # only the target: the guard rails need no alert parsed
+        return [(rule, Target(**json.loads(req)["target"]), created,
                  state in ("queued", "running")) for rule, req, created, state in rows]
 
     def capture(self, capture_id: str) -> dict[str, Any] | None:

@@ -236,8 +236,7 @@ class Receiver:
     def _trigger(alert: Alert, policy_rule: str) -> Trigger:
         reason = (f"Falco rule {alert.rule!r} ({alert.priority}) on {alert.hostname or '?'} "
                   f"at {alert.time}; policy rule {policy_rule!r}")
-        return Trigger(kind="alert", reason=reason, alert=alert.raw,
-                       alert_fingerprint=alert.fingerprint)
+        return Trigger(kind="alert", reason=reason, alert=alert, policy=policy_rule)
 
     def _submit(self, request: CaptureRequest) -> None:
         if self.executor is not None:

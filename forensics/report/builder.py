@@ -24,7 +24,7 @@ from forensics import __version__
 from forensics.analysis.redact import Redactor as TextRedactor
 from forensics.report.canonical import json_safe
 from forensics.report.errors import ReportError
-from forensics.report.provenance import Provenance, iso, now
+from forensics.report.provenance import Provenance, iso, now, trigger_dict
 from forensics.report.sizecap import cap_report
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ def build_report(result: AnalysisResult, provenance: Provenance, *,
         "id": report_id or new_report_id(),
         "created": iso(created),
         "subject": subject,
-        "trigger": redactor.tree(provenance.trigger.to_dict()),
+        "trigger": redactor.tree(trigger_dict(provenance.trigger)),
         "summary": _summary(analysis, records.get("alert", [])),
         "findings": findings,
         "processes": process_entries(ckpt, findings, redactor),
@@ -126,10 +126,10 @@ def _summary(analysis: dict[str, Any], alerts: list[dict[str, Any]]) -> dict[str
 
 def _subject(analysis: dict[str, Any], provenance: Provenance) -> dict[str, Any]:
     c, k = analysis["container"], analysis["kubernetes"]
-    alert = provenance.trigger.alert or {}
+    alert = provenance.trigger.alert
     node, node_source = provenance.node, "capture" if provenance.node else None
-    if node is None and isinstance(alert.get("hostname"), str) and alert["hostname"]:
-        node, node_source = alert["hostname"], "Falco alert hostname"
+    if node is None and alert is not None and alert.hostname:
+        node, node_source = alert.hostname, "Falco alert hostname"
     return {"cluster": provenance.cluster, "node": node, "node_source": node_source,
             "namespace": k["namespace"], "pod": k["pod"], "pod_uid": k["pod_uid"],
             "container": k["container"], "container_name": c["name"],
@@ -253,8 +253,7 @@ def _timeline(ckpt: Checkpoint, subject: dict[str, Any], provenance: Provenance,
     events = [event("container-created", "container created", subject["container_created"],
                     "the archive's config.dump")]
     if alert is not None:
-        events.append(event("alert", f"Falco alert: {alert.get('rule', '?')}",
-                            alert.get("time") if isinstance(alert.get("time"), str) else None,
+        events.append(event("alert", f"Falco alert: {alert.rule}", alert.time,
                             "the Falco alert"))
     events += [
         event("checkpoint-requested", "checkpoint requested", provenance.checkpoint_requested,

@@ -4,7 +4,9 @@ A capture (``forensics.capture``, the workflow steps) knows the node, the
 registry reference and digest, the sha256 taken when the archive was
 written, and the times of each step; a manual ``csi analyze --save`` knows
 only who ran it and why. Both describe it with a :class:`Provenance`; what
-is not known stays ``None`` and the report says "not recorded".
+is not known stays ``None`` and the report says "not recorded". The trigger
+is the low layer's :class:`~forensics.trigger.Trigger` (kind ``alert`` or
+``responder``), as the capture request carries it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from forensics.alert import Alert
 from forensics.report.canonical import json_safe
+from forensics.trigger import Trigger
+
+__all__ = ["Provenance", "Trigger", "current_user", "iso", "now", "trigger_dict"]
 
 
 def iso(moment: datetime) -> str:
@@ -41,29 +47,12 @@ def current_user() -> str:
         return f"uid {os.getuid()}"
 
 
-@dataclass(frozen=True)
-class Trigger:
-    """Who or what caused the capture: a Falco alert (through a policy) or a responder."""
-
-    kind: str  # "falco-alert" (automated) or "responder" (a person)
-    responder: str | None = None
-    reason: str | None = None
-    alert: Mapping[str, Any] | None = None  # the Falco alert, verbatim
-    policy: str | None = None  # the csi serve policy that decided to capture
-
-    @classmethod
-    def from_alert(cls, alert: Mapping[str, Any], *, policy: str | None = None) -> Trigger:
-        return cls("falco-alert", alert=alert, policy=policy)
-
-    @classmethod
-    def by_responder(cls, responder: str, reason: str | None = None,
-                     alert: Mapping[str, Any] | None = None) -> Trigger:
-        return cls("responder", responder=responder, reason=reason, alert=alert)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "responder": self.responder, "reason": self.reason,
-                "policy": self.policy,
-                "alert": json_safe(dict(self.alert)) if self.alert is not None else None}
+def trigger_dict(trigger: Trigger) -> dict[str, Any]:
+    """The report's ``trigger``: what is not known is ``null``; the alert as received."""
+    alert = trigger.alert
+    return {"kind": trigger.kind, "responder": trigger.responder or None,
+            "reason": trigger.reason or None, "policy": trigger.policy or None,
+            "alert": json_safe(dict(alert.to_json())) if alert is not None else None}
 
 
 @dataclass(frozen=True)
@@ -86,7 +75,7 @@ class Provenance:
 
     @classmethod
     def manual(cls, *, responder: str | None = None, reason: str | None = None,
-               alert: Mapping[str, Any] | None = None) -> Provenance:
+               alert: Alert | None = None) -> Provenance:
         """An archive a responder analysed by hand (``csi analyze --save``)."""
         return cls(Trigger.by_responder(responder or current_user(), reason, alert))
 

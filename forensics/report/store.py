@@ -36,6 +36,7 @@ from typing import Any
 
 from forensics.report.errors import ReportError, ReportNotFound
 from forensics.report.home import csi_home, open_private, private_db, private_dir
+from forensics.trigger import ALERT_KINDS
 
 INDEX_FILE = "index.sqlite3"
 REINDEX_HINT = "`csi report reindex` rebuilds the index from the report folders"
@@ -130,7 +131,7 @@ class IndexRow:
 
 def trigger_text(trigger: Mapping[str, Any]) -> str:
     alert = trigger.get("alert") or {}
-    if trigger.get("kind") == "falco-alert":
+    if trigger.get("kind") in ALERT_KINDS:
         return f"falco: {alert.get('rule', '?')}"
     who = f"{trigger.get('responder') or '?'}"
     return f"{who}: {trigger['reason']}" if trigger.get("reason") else who

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from forensics.archive.proctree import MAX_DEPTH, Elided, build_forest
+from forensics.trigger import ALERT_KINDS
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 # which analyzer fills which section, to say why a section is empty
@@ -44,7 +45,7 @@ def trigger_lines(doc: dict[str, Any]) -> list[str]:
         lines.append(f"Falco alert {alert.get('rule', '?')!r} (priority "
                      f"{alert.get('priority', '?')}, {alert.get('time', 'time unknown')}"
                      + (f", on {alert['hostname']}" if alert.get("hostname") else "") + ")")
-    if t["kind"] == "falco-alert":
+    if t["kind"] in ALERT_KINDS:
         lines.append("captured automatically" + (f" by policy {t['policy']!r}"
                                                  if t.get("policy") else ""))
     else:

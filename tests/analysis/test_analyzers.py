@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from forensics.alert import alert_from_json, decode_alert
 from forensics.analysis.base import Options
 from forensics.analysis.runner import analyze
 from forensics.archive.checkpoint import Checkpoint
@@ -29,7 +30,7 @@ ALERTS = {SHOP: "drop-and-execute-shop-frontend.json",
 def run(archive: str, *, alert: bool = True, reveal: bool = False) -> dict[str, Any]:
     options = Options(reveal=reveal)
     if alert and archive in ALERTS:
-        options.alert = json.loads((DATA / "falco" / ALERTS[archive]).read_text())
+        options.alert = decode_alert((DATA / "falco" / ALERTS[archive]).read_bytes())
     with Checkpoint(archive_path(archive)) as ckpt:
         return analyze(ckpt, options).to_dict()
 
@@ -226,7 +227,7 @@ def test_alert_without_pid_or_exe_is_found_by_name_and_arguments() -> None:
     for key in ("proc.vpid", "proc.exepath"):
         del alert["output_fields"][key]
     with Checkpoint(archive_path(PAYMENTS)) as ckpt:
-        result = analyze(ckpt, Options(alert=alert)).to_dict()
+        result = analyze(ckpt, Options(alert=alert_from_json(alert))).to_dict()
     f = one(result, "alert.confirmed")
     assert f["pid"] == 9
     assert f["evidence"]["checks"] == {"name": True, "cmdline": True, "fd": True, "pod": True,

@@ -17,8 +17,10 @@ from typing import Any
 import pytest
 import requests
 
+from forensics.alert import decode_alert
 from forensics.cli.main import main
 from forensics.receiver.config import ServeConfig
+from forensics.receiver.policy import load_policy
 from tests.doubles.fixtures import Stack, Workload, stack_with, workload_or_skip
 from tests.receiver.conftest import (
     HOST,
@@ -93,6 +95,10 @@ def test_the_two_fixture_alerts_become_verified_reports(
         alert = json.loads(alert_bytes(alert_name))
         text = json.dumps(report)
         assert alert["rule"] in text and pod in text and ns in text
+        decided = load_policy().decide(decode_alert(alert_bytes(alert_name)))
+        assert (report["trigger"]["kind"], report["trigger"]["policy"],
+                report["trigger"]["alert"]["rule"], report["trigger"]["alert"]["time"]) == (
+            "alert", decided.rule, alert["rule"], alert["time"])
         assert report["custody"]["capture"]["archive_sha256"] == report["custody"][
             "archive"]["sha256"]
     capsys.readouterr()

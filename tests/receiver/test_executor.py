@@ -36,7 +36,7 @@ def queued(journal: Journal, n: int, nodes: int = 0) -> list[CaptureRequest]:
         request = CaptureRequest(
             target=Target(backend="kubernetes", namespace="prod", pod=f"p{i}", container="c",
                           node=f"n{i % nodes if nodes else i}"),
-            trigger=Trigger(kind="alert", alert=one.raw, alert_fingerprint=one.fingerprint))
+            trigger=Trigger(kind="alert", alert=one))
         journal.settle([Settlement(one.id, "capture", "ok", request, rule=alert.rule)], 2.0)
         requests.append(request)
     return requests

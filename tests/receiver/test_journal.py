@@ -32,7 +32,7 @@ def request_for(name: str) -> CaptureRequest:
     decision = load_policy().decide(alert)
     assert decision.target is not None
     return CaptureRequest(target=decision.target, trigger=Trigger(
-        kind="alert", alert=alert.raw, alert_fingerprint=alert.fingerprint))
+        kind="alert", alert=alert))
 
 
 def test_wal_sync_modes_and_migrations(tmp_path: Path) -> None:

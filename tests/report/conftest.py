@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from forensics.alert import Alert, decode_alert
 from forensics.analysis.base import Options
 from forensics.analysis.runner import analyze
 from forensics.archive.checkpoint import Checkpoint
@@ -26,9 +26,9 @@ ALERTS = {SHOP: "drop-and-execute-shop-frontend.json",
 STARTED = datetime(2026, 11, 22, 8, 0, 0, tzinfo=UTC)
 
 
-def alert_for(archive: str) -> dict[str, Any] | None:
+def alert_for(archive: str) -> Alert | None:
     name = ALERTS.get(archive)
-    return json.loads((DATA / "falco" / name).read_text()) if name else None
+    return decode_alert((DATA / "falco" / name).read_bytes()) if name else None
 
 
 @dataclass(frozen=True)

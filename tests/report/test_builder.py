@@ -160,7 +160,7 @@ def test_a_capture_supplies_its_custody(built: dict[str, Built], key: SigningKey
                            replace(capture, archive_sha256_at_capture="0" * 64))
     assert schema_errors(sign(doc, key)) == []
     assert doc["subject"]["node"] == "worker-2" and doc["subject"]["cluster"] == "prod-eu"
-    assert doc["trigger"]["kind"] == "falco-alert"
+    assert doc["trigger"]["kind"] == "alert"
     assert doc["trigger"]["policy"] == "drop-and-execute"
     assert doc["custody"]["capture"]["manifest_digest"] == "sha256:" + "ab" * 32
     assert doc["custody"]["verification"]["matches_capture"] is True

@@ -188,6 +188,7 @@ def test_cmdline_passwords_never_reach_the_signed_report(
 
 
 def test_alert_cmdline_password_is_redacted_in_the_signed_trigger() -> None:
+    from forensics.alert import alert_from_json
     from forensics.analysis.base import Options
     from forensics.analysis.runner import analyze
     from forensics.archive.checkpoint import Checkpoint
@@ -196,10 +197,12 @@ def test_alert_cmdline_password_is_redacted_in_the_signed_trigger() -> None:
     from tests.conftest import PAYMENTS
     from tests.report.conftest import alert_for
 
-    alert = alert_for(PAYMENTS)
-    assert alert is not None
-    alert["output_fields"]["proc.cmdline"] = f"mysql -uroot -p{HUNTER} payments"
-    alert["output"] += f" cmdline=mysql -uroot -p{HUNTER} payments"
+    received = alert_for(PAYMENTS)
+    assert received is not None
+    raw = received.to_json()
+    raw["output_fields"]["proc.cmdline"] = f"mysql -uroot -p{HUNTER} payments"
+    raw["output"] += f" cmdline=mysql -uroot -p{HUNTER} payments"
+    alert = alert_from_json(raw)
     with Checkpoint(archive_path(PAYMENTS), hash_cache=False) as ckpt:
         result = analyze(ckpt, Options(alert=alert))
         doc = build_report(result, Provenance.manual(responder="alice", reason="t", alert=alert))

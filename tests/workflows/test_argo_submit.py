@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import requests
 
+from forensics.alert import alert_from_json
 from forensics.capture import argo
 from forensics.capture.argo import ArgoServerError, ArgoSettings, ArgoUnreachable
 from forensics.capture.request import CaptureRequest, Target, Trigger
@@ -26,7 +27,7 @@ from workflows.install import install_via_argo
 TOKEN, READER = "t0k3n-admin", "t0k3n-reader"
 SUBMIT = "WorkflowService_SubmitWorkflow"
 ALERT = {"rule": "Terminal shell in container", "priority": "Warning",
-         "output_fields": {"k8s.pod.name": "web-1"}}
+         "time": "2026-11-22T07:09:53.912345678Z", "output_fields": {"k8s.pod.name": "web-1"}}
 
 
 @pytest.fixture
@@ -64,11 +65,12 @@ def _document() -> dict[str, Any]:
     return capture.build().to_dict()
 
 
-def _request(fingerprint: str = "uuid:6f1c3a52-8f0e-4d5b-9a43-2d7c1e0b9f11") -> CaptureRequest:
+def _request(uuid: str = "6f1c3a52-8f0e-4d5b-9a43-2d7c1e0b9f11") -> CaptureRequest:
+    """A request for ALERT as falcosidekick forwards it (its fingerprint is ``uuid:UUID``)."""
     return CaptureRequest(
         target=Target("kubernetes", "web", "prod", "web-1", "node-1"),
-        trigger=Trigger("alert", reason="Terminal shell in container", alert=ALERT,
-                        alert_fingerprint=fingerprint))
+        trigger=Trigger("alert", reason="Terminal shell in container",
+                        alert=alert_from_json(ALERT | {"uuid": uuid})))
 
 
 def _submissions(double: ArgoServerDouble) -> list[Any]:
@@ -133,7 +135,9 @@ def test_submission_carries_exact_labels_and_parameters(double: ArgoServerDouble
                 "namespace=prod", "pod=web-1", "container=web", "node=node-1",
                 "reason=Terminal shell in container",
                 'alert={"output_fields": {"k8s.pod.name": "web-1"}, "priority": "Warning", '
-                '"rule": "Terminal shell in container"}']}}
+                '"rule": "Terminal shell in container", '
+                '"time": "2026-11-22T07:09:53.912345678Z", '
+                '"uuid": "6f1c3a52-8f0e-4d5b-9a43-2d7c1e0b9f11"}']}}
     workflow = double.workflows["csi", name]
     assert name.startswith("csi-capture-")
     assert workflow["metadata"]["labels"] == {
@@ -152,7 +156,7 @@ def test_a_second_submit_of_the_same_alert_creates_nothing(double: ArgoServerDou
     assert again == first
     assert len(double.workflows) == 1
     assert len(_submissions(double)) == 1
-    other = argo.submit_capture(_request("sha256:" + "0" * 64), installed)
+    other = argo.submit_capture(_request("0" * 32), installed)
     assert other != first and len(double.workflows) == 2
 
 
