@@ -6,7 +6,7 @@ flag ``--<name-with-dashes>``. Example ``csi.yaml``::
 
     serve:
       listen: 0.0.0.0:2802          # default 127.0.0.1:2802
-      executor: local               # local | argo (not available yet)
+      executor: local               # local | argo (argo needs argo_server)
       backend: kubernetes           # kubernetes | podman
       policy: /etc/csi/policy.yaml  # default: the packaged default policy
       token_file: /var/run/secrets/csi/token
