@@ -23,7 +23,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="csi memparse", description=DESCRIPTION)
+    from forensics.cli.entry import prog_name
+
+    p = _Parser(prog=f"{prog_name()} memparse", description=DESCRIPTION)
     p.add_argument("archive", help="The checkpoint archive.")
     p.add_argument("-p", "--pid", type=int, help="The process to dump or search.")
     what = p.add_mutually_exclusive_group()
