@@ -177,7 +177,7 @@ def main() -> None:
         measure([csi, "push", str(archive), f"{host}/bench/pull:1", "--plain-http",
                  "--sha256", sha], env)
         out = Path(env["CSI_HOME"]) / "pulled.tar"
-        result = measure([csi, "pull", f"{host}/bench/pull:1", "-o", str(out), "--plain-http",
+        result = measure([csi, "pull", f"{host}/bench/pull:1", "-f", str(out), "--plain-http",
                           "--force"], env)
         if out.stat().st_size != size:
             raise SystemExit("pulled archive has the wrong size")

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from forensics.cli.common import dump_json
+from forensics.cli.output import dump, output_option
 from forensics.cli.workflow_cmds import argo_options
 
 
@@ -27,8 +27,8 @@ def _progress(quiet: bool) -> Any:
 
 
 def _finish(results: list[dict[str, Any]], output: str) -> None:
-    if output == "json":
-        dump_json(results if len(results) != 1 else results[0])
+    if output != "text":
+        dump(results if len(results) != 1 else results[0], output)
     else:
         for r in results:
             click.echo(f"archive sha256 {r['archive_sha256']} ({r['archive_size']} bytes)")
@@ -54,8 +54,7 @@ def _common(f: Any) -> Any:
                      help="Analyze the pulled-back copy and save a signed report."),
         click.option("--keep-archive", is_flag=True,
                      help="Keep the archive after a verified push (it is deleted by default)."),
-        click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text",
-                     show_default=True),
+        output_option(dest="output"),
     ]
     for option in reversed(options):
         f = option(f)
@@ -120,7 +119,7 @@ def pod(name: str, namespace: str | None, container: str | None, all_containers:
                                  argo_insecure_skip_verify)
         _via_argo(name, namespace, container, all_containers, kubeconfig, context,
                          reason, argo_at, wait=wait, dry_run=dry_run, output=output,
-                         progress=_progress(output == "json"))
+                         progress=_progress(output != "text"))
         return
     with connect(kubeconfig, context) as kube:
         resolved = kube.resolve_pod(name, namespace, container, all_containers)
@@ -129,8 +128,8 @@ def pod(name: str, namespace: str | None, container: str | None, all_containers:
         plan = [{"node": resolved.node, "namespace": resolved.namespace, "pod": resolved.pod,
                  "container": c, "path": f"/api/v1/nodes/{resolved.node}/proxy/checkpoint/"
                  f"{resolved.namespace}/{resolved.pod}/{c}"} for c in containers]
-        if output == "json":
-            dump_json(plan)
+        if output != "text":
+            dump(plan, output)
         else:
             for p in plan:
                 click.echo(f"would checkpoint {p['namespace']}/{p['pod']}/{p['container']} "
@@ -144,7 +143,7 @@ def pod(name: str, namespace: str | None, container: str | None, all_containers:
             target=Target("kubernetes", c, resolved.namespace, resolved.pod, resolved.node),
             trigger=Trigger("responder", reason=reason, responder=current_user()),
             registry=registry, analyze=analyze, keep_node_copy=keep_archive, timeout_s=timeout_s)
-        results.append(run_capture(request, settings, _progress(output == "json")).to_dict())
+        results.append(run_capture(request, settings, _progress(output != "text")).to_dict())
     _finish(results, output)
 
 
@@ -191,8 +190,8 @@ def _via_argo(name: str, namespace: str | None, container: str | None, all_conta
                 progress(step, phase + (f": {message}" if message else ""))
 
         results.append(argo.check(argo.follow(workflow, settings, on_step)).to_dict())
-    if output == "json":
-        dump_json(results if len(results) != 1 else results[0])
+    if output != "text":
+        dump(results if len(results) != 1 else results[0], output)
         return
     for r in results:
         click.echo(f"workflow {r['namespace']}/{r.get('name', r.get('workflow'))} {r['phase']}")
@@ -221,7 +220,7 @@ def container_cmd(name: str, runtime: str, reason: str, registry: str | None, ba
         trigger=Trigger("responder", reason=reason, responder=current_user()),
         registry=registry, analyze=analyze, keep_node_copy=keep_archive)
     result = run_capture(request, Settings(registry_backend=backend),
-                         _progress(output == "json"))
+                         _progress(output != "text"))
     _finish([result.to_dict()], output)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from forensics.cli.common import dump_json
+from forensics.cli.output import dump, output_option
 
 LOG_FORMAT = "%(asctime)s csi serve %(levelname)s %(message)s"
 
@@ -74,8 +74,7 @@ def policy() -> None:
               help="Policy YAML (default: the packaged default policy).")
 @click.option("--backend", type=click.Choice(["kubernetes", "podman"]), default="kubernetes",
               show_default=True, envvar="CSI_BACKEND")
-@click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text",
-              show_default=True)
+@output_option(dest="output")
 def policy_test(alert_file: Any, policy_file: str | None, backend: str, output: str) -> None:
     """Print what ALERT.json (a Falco alert, '-' for stdin) would trigger, and why.
 
@@ -88,9 +87,9 @@ def policy_test(alert_file: Any, policy_file: str | None, backend: str, output: 
     loaded = load_policy(policy_file)
     alert = decode_alert(alert_file.read())
     decision = loaded.decide(alert, "podman" if backend == "podman" else "kubernetes")
-    if output == "json":
-        dump_json({"alert_id": alert.id, "fingerprint": alert.fingerprint,
-                   "policy": loaded.path, **decision.to_dict()})
+    if output != "text":
+        dump({"alert_id": alert.id, "fingerprint": alert.fingerprint,
+                   "policy": loaded.path, **decision.to_dict()}, output)
         return
     g = loaded.guards
     rows = [("decision", decision.action), ("policy rule", decision.rule)]
