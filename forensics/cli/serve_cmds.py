@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
@@ -37,6 +36,9 @@ LOG_FORMAT = "%(asctime)s csi serve %(levelname)s %(message)s"
 @click.option("--journal-sync", type=click.Choice(["normal", "full"]),
               help="normal: survives kill -9; full: fsync per alert, survives power loss "
                    "(CSI_JOURNAL_SYNC; default normal).")
+@click.option("--log-format", type=click.Choice(["text", "json"]),
+              help="Log lines as text or as one JSON object each (CSI_LOG_FORMAT; "
+                   "default text).")
 def serve(config_file: str | None, **flags: Any) -> None:
     """Receive Falco alerts over HTTP and capture the containers they name.
 
@@ -50,13 +52,11 @@ def serve(config_file: str | None, **flags: Any) -> None:
     import logging
 
     from forensics.receiver.config import load_serve_config
-    from forensics.receiver.logs import OneLineFormatter
+    from forensics.receiver.logs import setup_logging
     from forensics.receiver.server import build_service, serve_forever
 
     config = load_serve_config(config_file, flags)
-    handler = logging.StreamHandler(sys.stderr)  # one line per record: alert text is hostile
-    handler.setFormatter(OneLineFormatter(LOG_FORMAT))
-    logging.basicConfig(level=config.log_level.upper(), handlers=[handler])
+    setup_logging(config.log_level, config.log_format, LOG_FORMAT)  # one line a record
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING if not config.access_log
                                                  else logging.INFO)
     service = build_service(config)

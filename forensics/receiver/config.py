@@ -20,6 +20,7 @@ flag ``--<name-with-dashes>``. Example ``csi.yaml``::
       header_timeout: 10s           # a connection's request headers must arrive within this
       body_timeout: 30s             # and the request body within this
       max_connections: 1000         # default: RLIMIT_NOFILE less a reserve, at most 1024
+      log_format: json              # text (default) | json: one JSON object per line
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any
 from forensics.errors import UsageError
 from forensics.receiver.executor import DEFAULT_RUN_CAPTURE, EXECUTORS
 from forensics.receiver.journal import SYNC_MODES
+from forensics.receiver.logs import LOG_FORMATS
 
 BACKENDS = ("kubernetes", "podman")
 _LISTEN = re.compile(r"^(?:\[([0-9A-Fa-f:.]+)\]|([^:\[\]]*)):(\d{1,5})$")
@@ -74,6 +76,7 @@ class ServeConfig:
     drain_timeout: float = 30.0
     access_log: bool = False
     log_level: str = "info"
+    log_format: str = "text"  # or "json": one JSON object per line
 
     @property
     def host(self) -> str:
@@ -202,5 +205,7 @@ def validate(config: ServeConfig) -> None:
                           ("body_timeout", config.body_timeout)):
         if seconds <= 0:
             raise UsageError(f"{name} must be more than 0 seconds")
+    if config.log_format not in LOG_FORMATS:
+        raise UsageError(f"log_format {config.log_format!r} is not {' or '.join(LOG_FORMATS)}")
     if config.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise UsageError(f"log_level {config.log_level!r} is not debug, info, warning or error")
