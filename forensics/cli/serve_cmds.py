@@ -13,7 +13,8 @@ LOG_FORMAT = "%(asctime)s csi serve %(levelname)s %(message)s"
 
 @click.command()
 @click.option("--config", "config_file", metavar="FILE",
-              help="csi.yaml with a 'serve:' section (also CSI_CONFIG).")
+              help="csi.yaml with a 'serve:' section (also CSI_CONFIG; default: "
+                   "$XDG_CONFIG_HOME/csi/config.yaml, ~/.config/csi/config.yaml, if there).")
 @click.option("--listen", metavar="HOST:PORT",
               help="Address to listen on (CSI_LISTEN; default 127.0.0.1:2802).")
 @click.option("--executor", type=click.Choice(["local", "argo"]),

@@ -1,5 +1,9 @@
 """``csi serve`` settings: defaults < ``csi.yaml`` < ``CSI_*`` environment < flags.
 
+The file is ``--config FILE``, else ``$CSI_CONFIG``, else the default location
+``$XDG_CONFIG_HOME/csi/config.yaml`` (``~/.config/csi/config.yaml``) when it
+exists (:func:`default_config_file`).
+
 Every setting has one name: the key under ``serve:`` in the config file, the
 environment variable ``CSI_<NAME>`` (upper case) and, for the common ones, a
 flag ``--<name-with-dashes>``. Example ``csi.yaml``::
@@ -176,11 +180,30 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     return found
 
 
+def config_dir(env: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_CONFIG_HOME/csi`` (a relative XDG_CONFIG_HOME is ignored, as the XDG
+    specification says), else ``~/.config/csi``."""
+    env = os.environ if env is None else env
+    xdg = env.get("XDG_CONFIG_HOME") or ""
+    if os.path.isabs(xdg):
+        return Path(xdg) / "csi"
+    home = env.get("HOME") or os.path.expanduser("~")
+    return Path(home) / ".config" / "csi"
+
+
+def default_config_file(env: Mapping[str, str] | None = None) -> str | None:
+    """The default config file, ``config.yaml`` in :func:`config_dir`, if it exists."""
+    path = config_dir(env) / "config.yaml"
+    return str(path) if path.is_file() else None
+
+
 def load_serve_config(config_file: str | None = None, flags: Mapping[str, Any] | None = None,
                       env: Mapping[str, str] | None = None) -> ServeConfig:
-    """Merge the layers (flags > env > file > defaults) and validate the result."""
+    """Merge the layers (flags > env > file > defaults) and validate the result.
+
+    The file: ``config_file``, else ``$CSI_CONFIG``, else :func:`default_config_file`."""
     env = os.environ if env is None else env
-    config_file = config_file or env.get("CSI_CONFIG") or None
+    config_file = config_file or env.get("CSI_CONFIG") or default_config_file(env)
     merged: dict[str, Any] = _from_file(config_file) if config_file else {}
     merged.update(_from_env(env))
     merged.update({k: _coerce(k, v, f"--{k.replace('_', '-')}")
