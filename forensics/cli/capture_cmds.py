@@ -7,19 +7,24 @@ from typing import Any
 import click
 
 from forensics.cli.output import dump, output_option
+from forensics.cli.progress import TransferBars, transfer_bars
 from forensics.cli.workflow_cmds import argo_options
 
 
-def _progress(quiet: bool) -> Any:
-    """One line per pipeline step on stderr (rich when stderr is a terminal)."""
+def _progress(quiet: bool, bars: TransferBars | None = None) -> Any:
+    """One line per pipeline step on stderr (rich when stderr is a terminal); ``bars``
+    (on a terminal): each step ends the last transfer's bar, the next one is named
+    after the step (push, pull)."""
     if quiet:
         return None
     from forensics.cli.common import stderr
     from forensics.visible import escape
 
-    console = stderr()
+    console = bars.console if bars is not None else stderr()
 
     def step(name: str, detail: str) -> None:  # detail names the container: not markup
+        if bars is not None:
+            bars.start(name)
         console.print(f"[bold cyan]{name:>10}[/] {escape(detail)}", highlight=False, markup=True,
                       soft_wrap=True)
 
@@ -135,15 +140,18 @@ def pod(name: str, namespace: str | None, container: str | None, all_containers:
                 click.echo(f"would checkpoint {p['namespace']}/{p['pod']}/{p['container']} "
                            f"on node {p['node']}: POST {p['path']}")
         return
-    settings = Settings(registry_backend=backend, kubeconfig=kubeconfig, context=context,
-                        checkpoint_dir=checkpoint_dir)
     results = []
-    for c in containers:
-        request = CaptureRequest(
-            target=Target("kubernetes", c, resolved.namespace, resolved.pod, resolved.node),
-            trigger=Trigger("responder", reason=reason, responder=current_user()),
-            registry=registry, analyze=analyze, keep_node_copy=keep_archive, timeout_s=timeout_s)
-        results.append(run_capture(request, settings, _progress(output != "text")).to_dict())
+    with transfer_bars() as bars:
+        settings = Settings(registry_backend=backend, kubeconfig=kubeconfig, context=context,
+                            checkpoint_dir=checkpoint_dir, progress=bars)
+        for c in containers:
+            request = CaptureRequest(
+                target=Target("kubernetes", c, resolved.namespace, resolved.pod, resolved.node),
+                trigger=Trigger("responder", reason=reason, responder=current_user()),
+                registry=registry, analyze=analyze, keep_node_copy=keep_archive,
+                timeout_s=timeout_s)
+            results.append(run_capture(request, settings,
+                                       _progress(output != "text", bars)).to_dict())
     _finish(results, output)
 
 
@@ -219,8 +227,9 @@ def container_cmd(name: str, runtime: str, reason: str, registry: str | None, ba
         target=Target("podman", name),
         trigger=Trigger("responder", reason=reason, responder=current_user()),
         registry=registry, analyze=analyze, keep_node_copy=keep_archive)
-    result = run_capture(request, Settings(registry_backend=backend),
-                         _progress(output != "text"))
+    with transfer_bars() as bars:
+        result = run_capture(request, Settings(registry_backend=backend, progress=bars),
+                             _progress(output != "text", bars))
     _finish([result.to_dict()], output)
 
 

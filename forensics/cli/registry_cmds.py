@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from forensics.cli.output import dump, output_option
+from forensics.cli.progress import transfer_bars
 
 if TYPE_CHECKING:
     from forensics.capture.registry.base import RegistryOptions
@@ -86,8 +87,10 @@ def push(archive: str, ref: str | None, sha256: str | None, alert_rule: str, nod
     from forensics.capture.registry.api import push_archive
 
     options = _registry_options(chunk_size=chunk_size, **access)
-    result = push_archive(archive, ref, backend=backend, options=options, sha256=sha256,
-                          alert_rule=alert_rule, node=node, delete_source=delete_source)
+    with transfer_bars("push") as bars:
+        result = push_archive(archive, ref, backend=backend, options=options, sha256=sha256,
+                              alert_rule=alert_rule, node=node, delete_source=delete_source,
+                              progress=bars)
     if fmt != "text":
         dump({**result.__dict__, "pinned": result.pinned}, fmt)
         return
@@ -115,8 +118,10 @@ def pull(ref: str, output: str, force: bool, backend: str, fmt: str, **access: A
     """
     from forensics.capture.registry.api import pull_archive
 
-    result = pull_archive(ref, output, backend=backend, options=_registry_options(**access),
-                          overwrite=force)
+    with transfer_bars("pull") as bars:
+        result = pull_archive(ref, output, backend=backend,
+                              options=_registry_options(**access), overwrite=force,
+                              progress=bars)
     if fmt != "text":
         dump(result.__dict__, fmt)
         return

@@ -138,7 +138,7 @@ def test_capture_whose_report_fails_after_the_push_still_names_its_image(
     assert result["report_id"] == "" and result["archive_path"] == ""
     assert result["error"].startswith(f"the evidence is stored as {ref}, but its analysis "
                                       "failed: ")
-    assert result["error"].endswith(f"; analyze it again with `csi pull {ref} -o "
+    assert result["error"].endswith(f"; analyze it again with `csi pull {ref} -f "
                                     "FILE` then `csi analyze FILE --save`")
     assert err.splitlines()[-1].startswith("csi: error: the evidence is stored as ")
     back = tmp_path / "back.tar"
