@@ -7,18 +7,32 @@ import os
 import pty
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from tests.capture.conftest import KUBELET
 from tests.capture.servers import Registry
+from tests.doubles.fixtures import Workload, workload_or_skip
+from tests.doubles.kubelet import PODMAN
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def workload(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workload]:
+    tmp = tmp_path_factory.mktemp("workload")
+    with workload_or_skip(tmp, f"csi-cli-progress-{tmp.name[-8:]}", pod="progress-0",
+                          namespace="cli", container="app", mode="reverse") as running:
+        yield running
 
 
 def _csi(argv: list[str], tmp_path: Path, *, tty: bool) -> tuple[int, str, str]:
     """``csi ARGV`` as a user runs it; stderr a pseudo-terminal when ``tty``."""
     env = {**os.environ, "CSI_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT),
-           "COLUMNS": "120", "TERM": "xterm"}
+           "COLUMNS": "120", "TERM": "xterm", "CSI_PODMAN_FLAGS": " ".join(PODMAN[1:]),
+           "CSI_REGISTRY_PLAIN_HTTP": "1"}
     command = [sys.executable, "-m", "forensics.cli.main", *argv]
     if not tty:
         done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
@@ -59,3 +73,14 @@ def test_push_and_pull_show_bars_on_a_terminal_only(registry: Registry, tmp_path
     back.unlink()
     code, out, err = _csi(["pull", ref, "-f", str(back), "--plain-http"], tmp_path, tty=False)
     assert code == 0 and err == "" and out.startswith(f"pulled {ref} -> {back}")
+
+
+def test_capture_shows_push_and_pull_bars_on_a_terminal(registry: Registry, workload: Workload,
+                                                       tmp_path: Path) -> None:
+    code, out, err = _csi(["capture", "container", workload.name, "--registry",
+                           f"{registry.host}/evidence/cli-progress-capture"], tmp_path, tty=True)
+    assert code == 0, err
+    assert out.startswith("archive sha256 ")
+    assert "━" in err  # the bars of the push and of the pull back
+    for step in ("checkpoint", "push", "pull", "analyze"):
+        assert step in err
