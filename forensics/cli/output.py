@@ -12,8 +12,10 @@ with argparse and must start fast.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 FORMATS = ("text", "json", "yaml")
 TEXT_ALIASES = ("tree", "table")  # checkpointctl's and csi's former words for text
