@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from forensics.cli.common import dump_json, open_checkpoint, stdout, warn
+from forensics.cli.common import open_checkpoint, stdout, warn
 from forensics.cli.output import dump, output_option
 
 if TYPE_CHECKING:
@@ -129,8 +129,10 @@ def list_cmd(folders: tuple[str, ...], fmt: str) -> None:
 @click.argument("b", type=click.Path())
 @click.option("--reveal", is_flag=True,
               help="Show secrets in environments and command lines in clear.")
-def diff(a: str, b: str, reveal: bool) -> None:
-    """What changed from checkpoint A to checkpoint B of the same container (JSON).
+@click.option("-o", "--output", "--format", "fmt", type=click.Choice(["json", "yaml"]),
+              default="json", show_default=True, help="Output format (--format: an alias).")
+def diff(a: str, b: str, reveal: bool, fmt: str) -> None:
+    """What changed from checkpoint A to checkpoint B of the same container (JSON or YAML).
 
     Secrets in command lines and environments are redacted unless --reveal.
     """
@@ -141,5 +143,5 @@ def diff(a: str, b: str, reveal: bool) -> None:
         result = Redactor(reveal=reveal).tree(diff_checkpoints(ca, cb))
         if not result["same_container"]:
             click.echo("csi: warning: the two archives are of different containers", err=True)
-        dump_json(result)
+        dump(result, fmt)
         warn(ca.warnings + cb.warnings)

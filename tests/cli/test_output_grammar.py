@@ -98,3 +98,10 @@ def test_pull_takes_its_file_as_out_file_not_o(capsys: pytest.CaptureFixture[str
         capsys.readouterr().err
     assert main(["pull", "localhost:1/x:y"]) == 2
     assert "Missing option '-f' / '--out-file'" in capsys.readouterr().err
+
+
+def test_diff_as_yaml_is_the_json(capsys: pytest.CaptureFixture[str]) -> None:
+    path = archive_path(LISTENER)
+    as_json = json.loads(_out(capsys, "diff", path, path))
+    assert as_json["same_container"] is True
+    assert yaml.safe_load(_out(capsys, "diff", "-o", "yaml", path, path)) == as_json
