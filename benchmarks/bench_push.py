@@ -1,7 +1,7 @@
 """Benchmark: pushing a big checkpoint archive to a local registry, and pulling it back.
 
 Targets (issue "capture", registry part), on a real checkpoint of >= 512 MiB:
-  * ``csi push`` (native backend) is >= 3x faster than DESIGN.md's buildah
+  * ``csi push`` (native backend) is >= 3x faster than the buildah
     sequence (from scratch / add / config --annotation / commit / push);
   * and within 1.3x of a raw streaming blob upload of the same bytes
     (``POST /v2/<name>/blobs/uploads/`` then ``curl -T FILE "<location>&digest=…"``);
@@ -102,7 +102,8 @@ def curl_put(archive: Path, sha: str, host: str) -> tuple[float, float]:
 
 
 def buildah_sequence(archive: Path, host: str) -> tuple[float, float]:
-    """DESIGN.md section 5, as a shell would run it (timed as a whole).
+    """The buildah sequence (see forensics/capture/registry/buildah.py), as a shell
+    would run it (timed as a whole).
 
     (buildah 1.28 gzips the layer when pushing to a registry, with or
     without --disable-compression: measured the same.)
@@ -176,7 +177,7 @@ def main() -> None:
         measure([csi, "push", str(archive), f"{host}/bench/pull:1", "--plain-http",
                  "--sha256", sha], env)
         out = Path(env["CSI_HOME"]) / "pulled.tar"
-        result = measure([csi, "pull", f"{host}/bench/pull:1", "-o", str(out), "--plain-http",
+        result = measure([csi, "pull", f"{host}/bench/pull:1", "-f", str(out), "--plain-http",
                           "--force"], env)
         if out.stat().st_size != size:
             raise SystemExit("pulled archive has the wrong size")
@@ -191,7 +192,7 @@ def main() -> None:
     unk_t, unk_rss, _ = bench("csi push (native, digest computed on the way)", args.runs,
                               native_unknown, base)
     pull_t, pull_rss, _ = bench("csi pull (native, digest verified)", args.runs, pull, base)
-    bud_t, _, _ = bench("buildah sequence (DESIGN.md §5, defaults)", args.runs,
+    bud_t, _, _ = bench("buildah sequence (defaults)", args.runs,
                         lambda h: buildah_sequence(archive, h), base)
     if args.csi_buildah:
         bench("csi push --backend buildah", args.runs, lambda h: measure(

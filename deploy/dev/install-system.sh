@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the system packages csi's development, tests and benchmarks need on
 # a fresh Debian 12 (bookworm) machine, so that real CRIU checkpoints can be
-# made with podman + runc (see DESIGN.md section 6). Run as root. Idempotent:
+# made with podman + runc (see the README's "Making fresh real checkpoints"). Run as root. Idempotent:
 # every step checks whether its work is already done, so a second run only
 # takes a few seconds and changes nothing.
 #

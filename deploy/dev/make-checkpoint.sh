@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make a real CRIU checkpoint of a running container with podman + runc, the
-# way DESIGN.md section 6 describes, for tests and benchmarks.
+# way the README's "Making fresh real checkpoints" describes, for tests and benchmarks.
 #
 #   make-checkpoint.sh [--name N] [--mode miner|reverse|idle|deep] [--mem-mib N]
 #                      [--depth N] [--compress none|gzip|zstd]

@@ -58,7 +58,7 @@ class Pagemap:
 
 
 def entry_from_fields(fields: dict[str, Any]) -> PagemapEntry:
-    """Apply DESIGN.md's rule: field 5 if present, else field 2; flags default."""
+    """CRIU's pagemap rule (pagemap.proto): nr_pages (field 5) if present, else field 2."""
     nr_pages = fields["nr_pages"] if "nr_pages" in fields else fields.get("compat_nr_pages", 0)
     if "flags" in fields:
         flags = fields["flags"]

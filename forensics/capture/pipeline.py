@@ -26,6 +26,7 @@ from forensics.capture.request import CaptureRequest, CaptureResult
 
 if TYPE_CHECKING:
     from forensics.capture.kubelet import CheckpointResult
+    from forensics.capture.registry.base import Progress
     from forensics.report.publish import StoredReport
 
 Step = Callable[[str, str], None]
@@ -45,6 +46,7 @@ class Settings:
     kubeconfig: str | None = None
     context: str | None = None
     checkpoint_dir: str = "/var/lib/kubelet/checkpoints"
+    progress: Progress | None = None  # told the bytes of the push and the pull (CLI bars)
 
 
 def _iso(moment: datetime) -> str:
@@ -106,7 +108,7 @@ def analysis_failed(result: CaptureResult, exc: Exception) -> str:
         log.error("capture %s: analysis crashed", result.request_id, exc_info=exc)
     detail = str(exc) if isinstance(exc, CsiError) else f"{type(exc).__name__}: {exc}"
     return (f"the evidence is stored as {result.image_ref}, but its analysis failed: {detail}; "
-            f"analyze it again with `csi pull {result.image_ref} -o FILE` "
+            f"analyze it again with `csi pull {result.image_ref} -f FILE` "
             "then `csi analyze FILE --save`")
 
 
@@ -177,6 +179,7 @@ def push(request: CaptureRequest, settings: Settings, archive: str, node: str,
         archive, request.registry, backend=settings.registry_backend,
         sha256=result.archive_sha256, alert_rule=alert.rule if alert else "", node=node,
         delete_source=(not request.keep_node_copy) if delete_source is None else delete_source,
+        progress=settings.progress,
     )
     if pushed.archive_sha256 != result.archive_sha256:
         raise CaptureError(f"the registry stored {pushed.archive_sha256}, the capture hashed "
@@ -202,7 +205,7 @@ def analyze_stored(request: CaptureRequest, settings: Settings, work: str, node:
     say("pull", result.image_ref)
     copy = os.path.join(work, f"pulled-{result.archive_sha256[:16]}.tar")
     pulled = pull_archive(result.image_ref, copy, backend=settings.registry_backend,
-                          overwrite=True)
+                          overwrite=True, progress=settings.progress)
     started = datetime.now(UTC)
     say("analyze", copy)
     if pulled.digest != result.manifest_digest:

@@ -12,7 +12,8 @@ from typing import Any
 import click
 
 from forensics.alert import MAX_BYTES, Alert, InvalidAlert, InvalidJson, decode_alert
-from forensics.cli.common import dump_json, open_checkpoint, stdout, warn
+from forensics.cli.common import open_checkpoint, stdout, warn
+from forensics.cli.output import dump, output_option
 from forensics.errors import CsiError, UsageError
 
 
@@ -42,8 +43,7 @@ def load_alert(path: str) -> Alert:
 @click.option("--yara", "yara_files", multiple=True, type=click.Path(dir_okay=False),
               help="Extra YARA rules file (repeatable).")
 @click.option("--analyzer", "names", multiple=True, help="Run only these analyzers (repeatable).")
-@click.option("--format", "fmt", type=click.Choice(["tree", "json", "md"]), default="tree",
-              show_default=True)
+@output_option("md")
 @click.option("--reveal", is_flag=True,
               help="Show secrets in clear: environment values, passwords in command lines "
                    "(redacted by default, shown by a keyed fingerprint).")
@@ -98,8 +98,8 @@ def analyze(archive: str | None, alert_path: str | None, yara_files: tuple[str, 
                     archive_sha256_at_capture=pulled.annotations.get("dev.csi.archive.sha256"))
             stored = report_analysis(analysis, provenance, analysis_started=started)
             click.echo(f"csi: report {stored.id} saved in {stored.directory}", err=True)
-    if fmt == "json":
-        dump_json(result)
+    if fmt in ("json", "yaml"):
+        dump(result, fmt)
     elif fmt == "md":
         click.echo(findings_markdown(result), nl=False)
     else:

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from forensics.cli.common import dump_json, open_checkpoint, stdout, warn
+from forensics.cli.common import open_checkpoint, stdout, warn
+from forensics.cli.output import dump, output_option
 
 if TYPE_CHECKING:
     from forensics.archive.checkpoint import Checkpoint
@@ -31,16 +32,15 @@ def _collect(paths: tuple[str, ...], build: Callable[[Checkpoint], dict[str, Any
 # a directory or a missing file is an ArchiveError like any other bad archive.
 @click.command()
 @click.argument("archives", nargs=-1, required=True, type=click.Path())
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
-              show_default=True)
+@output_option()
 def show(archives: tuple[str, ...], fmt: str) -> None:
     """Overview of checkpoint archives: container, image, engine, sizes, pod."""
     from forensics.report import terminal
     from forensics.report.inspect import Sections, inspect_dict
 
     rows = _collect(archives, lambda c: inspect_dict(c, Sections()))
-    if fmt == "json":
-        dump_json(rows)
+    if fmt != "text":
+        dump(rows, fmt)
     else:
         stdout().print(terminal.show_table(rows))
     for row in rows:
@@ -60,8 +60,7 @@ def show(archives: tuple[str, ...], fmt: str) -> None:
 @click.option("--rootfs", is_flag=True, help="File-system changes, deleted files, /dev/shm.")
 @click.option("--all", "everything", is_flag=True, help="Everything above.")
 @click.option("--pid", type=int, default=None, help="Only this process and its descendants.")
-@click.option("--format", "fmt", type=click.Choice(["tree", "json"]), default="tree",
-              show_default=True)
+@output_option()
 @click.option("--reveal", is_flag=True,
               help="Show secrets in environments and command lines in clear (redacted by "
                    "default, shown by a keyed fingerprint).")
@@ -85,8 +84,8 @@ def inspect(archives: tuple[str, ...], everything: bool, pid: int | None, fmt: s
     redactor = Redactor(reveal=reveal)
     rows = [redactor.processes(row) for row in
             _collect(archives, lambda c: _checked_inspect(c, sections))]
-    if fmt == "json":
-        dump_json(rows)
+    if fmt != "text":
+        dump(rows, fmt)
         for row in rows:
             warn(row.get("warnings", []))
         return
@@ -108,8 +107,7 @@ def _checked_inspect(ckpt: Checkpoint, sections: Sections) -> dict[str, Any]:
 
 @click.command(name="list")
 @click.argument("folders", nargs=-1, type=click.Path(file_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
-              show_default=True)
+@output_option()
 def list_cmd(folders: tuple[str, ...], fmt: str) -> None:
     """Checkpoint archives in FOLDERS (default: the kubelet's /var/lib/kubelet/checkpoints)."""
     from forensics.archive.listing import DEFAULT_DIR, scan
@@ -117,8 +115,8 @@ def list_cmd(folders: tuple[str, ...], fmt: str) -> None:
 
     found, warnings = scan(list(folders) or [DEFAULT_DIR])
     rows = [c.as_dict() for c in found]
-    if fmt == "json":
-        dump_json(rows)
+    if fmt != "text":
+        dump(rows, fmt)
     elif rows:
         stdout().print(terminal.list_table(rows))
     else:
@@ -131,8 +129,10 @@ def list_cmd(folders: tuple[str, ...], fmt: str) -> None:
 @click.argument("b", type=click.Path())
 @click.option("--reveal", is_flag=True,
               help="Show secrets in environments and command lines in clear.")
-def diff(a: str, b: str, reveal: bool) -> None:
-    """What changed from checkpoint A to checkpoint B of the same container (JSON).
+@click.option("-o", "--output", "--format", "fmt", type=click.Choice(["json", "yaml"]),
+              default="json", show_default=True, help="Output format (--format: an alias).")
+def diff(a: str, b: str, reveal: bool, fmt: str) -> None:
+    """What changed from checkpoint A to checkpoint B of the same container (JSON or YAML).
 
     Secrets in command lines and environments are redacted unless --reveal.
     """
@@ -143,5 +143,5 @@ def diff(a: str, b: str, reveal: bool) -> None:
         result = Redactor(reveal=reveal).tree(diff_checkpoints(ca, cb))
         if not result["same_container"]:
             click.echo("csi: warning: the two archives are of different containers", err=True)
-        dump_json(result)
+        dump(result, fmt)
         warn(ca.warnings + cb.warnings)

@@ -6,20 +6,25 @@ from typing import Any
 
 import click
 
-from forensics.cli.common import dump_json
+from forensics.cli.output import dump, output_option
+from forensics.cli.progress import TransferBars, transfer_bars
 from forensics.cli.workflow_cmds import argo_options
 
 
-def _progress(quiet: bool) -> Any:
-    """One line per pipeline step on stderr (rich when stderr is a terminal)."""
+def _progress(quiet: bool, bars: TransferBars | None = None) -> Any:
+    """One line per pipeline step on stderr (rich when stderr is a terminal); ``bars``
+    (on a terminal): each step ends the last transfer's bar, the next one is named
+    after the step (push, pull)."""
     if quiet:
         return None
     from forensics.cli.common import stderr
     from forensics.visible import escape
 
-    console = stderr()
+    console = bars.console if bars is not None else stderr()
 
     def step(name: str, detail: str) -> None:  # detail names the container: not markup
+        if bars is not None:
+            bars.start(name)
         console.print(f"[bold cyan]{name:>10}[/] {escape(detail)}", highlight=False, markup=True,
                       soft_wrap=True)
 
@@ -27,8 +32,8 @@ def _progress(quiet: bool) -> Any:
 
 
 def _finish(results: list[dict[str, Any]], output: str) -> None:
-    if output == "json":
-        dump_json(results if len(results) != 1 else results[0])
+    if output != "text":
+        dump(results if len(results) != 1 else results[0], output)
     else:
         for r in results:
             click.echo(f"archive sha256 {r['archive_sha256']} ({r['archive_size']} bytes)")
@@ -54,8 +59,7 @@ def _common(f: Any) -> Any:
                      help="Analyze the pulled-back copy and save a signed report."),
         click.option("--keep-archive", is_flag=True,
                      help="Keep the archive after a verified push (it is deleted by default)."),
-        click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text",
-                     show_default=True),
+        output_option(dest="output"),
     ]
     for option in reversed(options):
         f = option(f)
@@ -120,7 +124,7 @@ def pod(name: str, namespace: str | None, container: str | None, all_containers:
                                  argo_insecure_skip_verify)
         _via_argo(name, namespace, container, all_containers, kubeconfig, context,
                          reason, argo_at, wait=wait, dry_run=dry_run, output=output,
-                         progress=_progress(output == "json"))
+                         progress=_progress(output != "text"))
         return
     with connect(kubeconfig, context) as kube:
         resolved = kube.resolve_pod(name, namespace, container, all_containers)
@@ -129,22 +133,25 @@ def pod(name: str, namespace: str | None, container: str | None, all_containers:
         plan = [{"node": resolved.node, "namespace": resolved.namespace, "pod": resolved.pod,
                  "container": c, "path": f"/api/v1/nodes/{resolved.node}/proxy/checkpoint/"
                  f"{resolved.namespace}/{resolved.pod}/{c}"} for c in containers]
-        if output == "json":
-            dump_json(plan)
+        if output != "text":
+            dump(plan, output)
         else:
             for p in plan:
                 click.echo(f"would checkpoint {p['namespace']}/{p['pod']}/{p['container']} "
                            f"on node {p['node']}: POST {p['path']}")
         return
-    settings = Settings(registry_backend=backend, kubeconfig=kubeconfig, context=context,
-                        checkpoint_dir=checkpoint_dir)
     results = []
-    for c in containers:
-        request = CaptureRequest(
-            target=Target("kubernetes", c, resolved.namespace, resolved.pod, resolved.node),
-            trigger=Trigger("responder", reason=reason, responder=current_user()),
-            registry=registry, analyze=analyze, keep_node_copy=keep_archive, timeout_s=timeout_s)
-        results.append(run_capture(request, settings, _progress(output == "json")).to_dict())
+    with transfer_bars() as bars:
+        settings = Settings(registry_backend=backend, kubeconfig=kubeconfig, context=context,
+                            checkpoint_dir=checkpoint_dir, progress=bars)
+        for c in containers:
+            request = CaptureRequest(
+                target=Target("kubernetes", c, resolved.namespace, resolved.pod, resolved.node),
+                trigger=Trigger("responder", reason=reason, responder=current_user()),
+                registry=registry, analyze=analyze, keep_node_copy=keep_archive,
+                timeout_s=timeout_s)
+            results.append(run_capture(request, settings,
+                                       _progress(output != "text", bars)).to_dict())
     _finish(results, output)
 
 
@@ -191,8 +198,8 @@ def _via_argo(name: str, namespace: str | None, container: str | None, all_conta
                 progress(step, phase + (f": {message}" if message else ""))
 
         results.append(argo.check(argo.follow(workflow, settings, on_step)).to_dict())
-    if output == "json":
-        dump_json(results if len(results) != 1 else results[0])
+    if output != "text":
+        dump(results if len(results) != 1 else results[0], output)
         return
     for r in results:
         click.echo(f"workflow {r['namespace']}/{r.get('name', r.get('workflow'))} {r['phase']}")
@@ -220,8 +227,9 @@ def container_cmd(name: str, runtime: str, reason: str, registry: str | None, ba
         target=Target("podman", name),
         trigger=Trigger("responder", reason=reason, responder=current_user()),
         registry=registry, analyze=analyze, keep_node_copy=keep_archive)
-    result = run_capture(request, Settings(registry_backend=backend),
-                         _progress(output == "json"))
+    with transfer_bars() as bars:
+        result = run_capture(request, Settings(registry_backend=backend, progress=bars),
+                             _progress(output != "text", bars))
     _finish([result.to_dict()], output)
 
 

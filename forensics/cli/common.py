@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -71,8 +71,11 @@ def warn(warnings: list[str]) -> None:
     sys.stderr.flush()
 
 
-def dump_json(value: Any) -> None:
-    import json  # not at the top: memparse, which never writes JSON, must start fast
+def dump_json(value: Any, stream: IO[str] | None = None) -> None:
+    """``value`` as indented JSON to ``stream`` (default: standard output)."""
+    import json  # not at the top: memparse's text output must start fast
+
+    out = stream or sys.stdout
 
     # Streamed in batches: a large document is never held twice (as objects and as text).
     # A lone surrogate (from a forged "\udcff" in config.dump, say) cannot be encoded;
@@ -83,10 +86,10 @@ def dump_json(value: Any) -> None:
         batch.append(chunk)
         held += len(chunk)
         if held >= JSON_BATCH:
-            sys.stdout.write("".join(batch).encode("utf-8", "backslashreplace").decode("utf-8"))
+            out.write("".join(batch).encode("utf-8", "backslashreplace").decode("utf-8"))
             batch, held = [], 0
     batch.append("\n")
-    sys.stdout.write("".join(batch).encode("utf-8", "backslashreplace").decode("utf-8"))
+    out.write("".join(batch).encode("utf-8", "backslashreplace").decode("utf-8"))
 
 
 JSON_BATCH = 1 << 20  # characters of JSON written at a time

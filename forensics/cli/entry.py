@@ -12,10 +12,17 @@ click, and the group lists it and forwards to it, so ``csi --help`` and
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from types import ModuleType
 
 FAST = {"memparse": "memparse_cmd"}  # command -> its module in forensics.cli
+
+
+def prog_name() -> str:
+    """How the user called us, for usage lines: ``kubectl csi`` when run as the
+    kubectl plugin (the ``kubectl-csi`` script), else ``csi``."""
+    return "kubectl csi" if os.path.basename(sys.argv[0]).startswith("kubectl-csi") else "csi"
 
 
 def fast_command(name: str) -> ModuleType:

@@ -14,7 +14,7 @@ import importlib
 import click
 
 from forensics import __version__
-from forensics.cli.entry import FAST, fast_command
+from forensics.cli.entry import FAST, fast_command, prog_name
 from forensics.cli.guard import guarded
 
 COMMANDS = {  # command -> "module:object" in forensics.cli, imported only when it runs
@@ -27,6 +27,7 @@ COMMANDS = {  # command -> "module:object" in forensics.cli, imported only when 
     "push": "registry_cmds:push", "pull": "registry_cmds:pull",
     "serve": "serve_cmds:serve", "policy": "serve_cmds:policy",
     "step": "step_cmds:step", "workflow": "workflow_cmds:workflow",
+    "completion": "completion_cmds:completion",
 }
 
 
@@ -72,12 +73,16 @@ def _forwarding(name: str) -> click.Command:
         context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the CLI: the command's exit status; csi errors as one line (see guarded)."""
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """Run the CLI: the command's exit status; csi errors as one line (see guarded).
+
+    ``prog`` is the name usage lines show (default: ``kubectl csi`` when run as
+    the kubectl plugin, else ``csi``)."""
+    name = prog or prog_name()
 
     def invoke() -> int:
         try:
-            code = cli.main(args=argv, prog_name="csi", standalone_mode=False)
+            code = cli.main(args=argv, prog_name=name, standalone_mode=False)
         except click.exceptions.Abort:
             click.echo("csi: aborted", err=True)
             return 130

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from forensics.cli.common import dump_json
+from forensics.cli.output import dump, output_option
+from forensics.cli.progress import transfer_bars
 
 if TYPE_CHECKING:
     from forensics.capture.registry.base import RegistryOptions
@@ -42,8 +43,7 @@ def _access_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      "~/.docker/config.json."),
         click.option("--creds", metavar="USER[:PASSWORD]", help="Credentials (overrides "
                      "the auth files)."),
-        click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-                     show_default=True),
+        output_option(),
     ]
     return functools.reduce(lambda f, opt: opt(f), reversed(options), func)
 
@@ -87,10 +87,12 @@ def push(archive: str, ref: str | None, sha256: str | None, alert_rule: str, nod
     from forensics.capture.registry.api import push_archive
 
     options = _registry_options(chunk_size=chunk_size, **access)
-    result = push_archive(archive, ref, backend=backend, options=options, sha256=sha256,
-                          alert_rule=alert_rule, node=node, delete_source=delete_source)
-    if fmt == "json":
-        dump_json({**result.__dict__, "pinned": result.pinned})
+    with transfer_bars("push") as bars:
+        result = push_archive(archive, ref, backend=backend, options=options, sha256=sha256,
+                              alert_rule=alert_rule, node=node, delete_source=delete_source,
+                              progress=bars)
+    if fmt != "text":
+        dump({**result.__dict__, "pinned": result.pinned}, fmt)
         return
     click.echo(f"pushed {archive} ({result.size} bytes, sha256:{result.archive_sha256})")
     click.echo(f"  to      {result.target}")
@@ -103,15 +105,15 @@ def push(archive: str, ref: str | None, sha256: str | None, alert_rule: str, nod
 
 @click.command()
 @click.argument("ref")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+@click.option("-f", "--out-file", "output", required=True, type=click.Path(dir_okay=False),
               help="Where to write the archive.")
-@click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@click.option("--force", is_flag=True, help="Overwrite the --out-file if it exists.")
 @_access_options
 def pull(ref: str, output: str, force: bool, backend: str, fmt: str, **access: Any) -> None:
-    """Write the checkpoint archive of image REF to OUTPUT, its digest verified.
+    """Write the checkpoint archive of image REF to --out-file, its digest verified.
 
     The bytes are checked against the layer digest while they stream, and
-    against the image's dev.csi.archive.sha256; OUTPUT appears only when
+    against the image's dev.csi.archive.sha256; the file appears only when
     they matched.
 
     The registry is not trusted: manifests are read up to 4 MiB, a layer
@@ -123,10 +125,12 @@ def pull(ref: str, output: str, force: bool, backend: str, fmt: str, **access: A
     """
     from forensics.capture.registry.api import pull_archive
 
-    result = pull_archive(ref, output, backend=backend, options=_registry_options(**access),
-                          overwrite=force)
-    if fmt == "json":
-        dump_json(result.__dict__)
+    with transfer_bars("pull") as bars:
+        result = pull_archive(ref, output, backend=backend,
+                              options=_registry_options(**access), overwrite=force,
+                              progress=bars)
+    if fmt != "text":
+        dump(result.__dict__, fmt)
         return
     how = " (rebuilt from a re-tarred layer)" if result.reassembled else ""
     click.echo(f"pulled {ref} -> {output}{how}")

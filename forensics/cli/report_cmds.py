@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from forensics.cli.common import dump_json, stdout
+from forensics.cli.common import stdout
+from forensics.cli.output import dump, output_option
 from forensics.errors import UsageError
 
 if TYPE_CHECKING:
@@ -44,10 +45,9 @@ def report() -> None:
               help="Only reports whose verdict is at least this severe.")
 @click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
               help="Show at most this many (0: all).")
-@click.option("--output", "-o", "output", type=click.Choice(["table", "json"]), default="table",
-              show_default=True)
+@output_option()
 def list_reports(namespace: str | None, pod: str | None, since: str | None,
-                 severity: str | None, limit: int, output: str) -> None:
+                 severity: str | None, limit: int, fmt: str) -> None:
     """Stored reports, newest first."""
     from forensics.report.store import parse_since
 
@@ -59,8 +59,8 @@ def list_reports(namespace: str | None, pod: str | None, since: str | None,
     rows, total = store.query(namespace=namespace, pod=pod, since=since_time,
                               min_severity=severity.lower() if severity else None,
                               limit=limit or None)
-    if output == "json":
-        dump_json([r.to_dict() for r in rows])
+    if fmt != "text":
+        dump([r.to_dict() for r in rows], fmt)
         return
     if not rows:
         click.echo(f"no reports{' match' if total == 0 and store.index_path.exists() else ''} "
@@ -126,9 +126,9 @@ def open_report(report_id: str) -> None:
 
 @report.command()
 @click.argument("report_id", metavar="ID")
-@click.option("--format", "fmt", type=click.Choice(sorted(EXPORT_FILES)), default="html",
-              show_default=True)
-@click.option("-o", "--output", "output", type=click.Path(dir_okay=False), required=True,
+@click.option("-o", "--output", "--format", "fmt", type=click.Choice(sorted(EXPORT_FILES)),
+              default="html", show_default=True, help="Which of the report's files.")
+@click.option("-f", "--out-file", "output", type=click.Path(dir_okay=False), required=True,
               help="Where to write it ('-': standard output).")
 def export(report_id: str, fmt: str, output: str) -> None:
     """Copy a stored report out, byte for byte (the JSON is the signed original)."""

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
 
-from forensics.cli.common import dump_json
+from forensics.cli.output import dump, output_option
 
 LOG_FORMAT = "%(asctime)s csi serve %(levelname)s %(message)s"
 
 
 @click.command()
 @click.option("--config", "config_file", metavar="FILE",
-              help="csi.yaml with a 'serve:' section (also CSI_CONFIG).")
+              help="csi.yaml with a 'serve:' section (also CSI_CONFIG; default: "
+                   "$XDG_CONFIG_HOME/csi/config.yaml, ~/.config/csi/config.yaml, if there).")
 @click.option("--listen", metavar="HOST:PORT",
               help="Address to listen on (CSI_LISTEN; default 127.0.0.1:2802).")
 @click.option("--executor", type=click.Choice(["local", "argo"]),
@@ -37,6 +37,9 @@ LOG_FORMAT = "%(asctime)s csi serve %(levelname)s %(message)s"
 @click.option("--journal-sync", type=click.Choice(["normal", "full"]),
               help="normal: survives kill -9; full: fsync per alert, survives power loss "
                    "(CSI_JOURNAL_SYNC; default normal).")
+@click.option("--log-format", type=click.Choice(["text", "json"]),
+              help="Log lines as text or as one JSON object each (CSI_LOG_FORMAT; "
+                   "default text).")
 def serve(config_file: str | None, **flags: Any) -> None:
     """Receive Falco alerts over HTTP and capture the containers they name.
 
@@ -50,13 +53,11 @@ def serve(config_file: str | None, **flags: Any) -> None:
     import logging
 
     from forensics.receiver.config import load_serve_config
-    from forensics.receiver.logs import OneLineFormatter
+    from forensics.receiver.logs import setup_logging
     from forensics.receiver.server import build_service, serve_forever
 
     config = load_serve_config(config_file, flags)
-    handler = logging.StreamHandler(sys.stderr)  # one line per record: alert text is hostile
-    handler.setFormatter(OneLineFormatter(LOG_FORMAT))
-    logging.basicConfig(level=config.log_level.upper(), handlers=[handler])
+    setup_logging(config.log_level, config.log_format, LOG_FORMAT)  # one line a record
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING if not config.access_log
                                                  else logging.INFO)
     service = build_service(config)
@@ -74,8 +75,7 @@ def policy() -> None:
               help="Policy YAML (default: the packaged default policy).")
 @click.option("--backend", type=click.Choice(["kubernetes", "podman"]), default="kubernetes",
               show_default=True, envvar="CSI_BACKEND")
-@click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text",
-              show_default=True)
+@output_option(dest="output")
 def policy_test(alert_file: Any, policy_file: str | None, backend: str, output: str) -> None:
     """Print what ALERT.json (a Falco alert, '-' for stdin) would trigger, and why.
 
@@ -88,9 +88,9 @@ def policy_test(alert_file: Any, policy_file: str | None, backend: str, output: 
     loaded = load_policy(policy_file)
     alert = decode_alert(alert_file.read())
     decision = loaded.decide(alert, "podman" if backend == "podman" else "kubernetes")
-    if output == "json":
-        dump_json({"alert_id": alert.id, "fingerprint": alert.fingerprint,
-                   "policy": loaded.path, **decision.to_dict()})
+    if output != "text":
+        dump({"alert_id": alert.id, "fingerprint": alert.fingerprint,
+                   "policy": loaded.path, **decision.to_dict()}, output)
         return
     g = loaded.guards
     rows = [("decision", decision.action), ("policy rule", decision.rule)]

@@ -10,14 +10,29 @@ retry strategy retries only that; any other non-zero status is permanent
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
 
+log = logging.getLogger("csi.step")
+LOG_FORMAT = "%(asctime)s csi step %(levelname)s %(message)s"
+
 if TYPE_CHECKING:
     from forensics.capture.pipeline import Settings
     from forensics.capture.steps import Outputs, StepInput
+
+
+_LOG_FORMAT = click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+                           show_default=True, envvar="CSI_LOG_FORMAT",
+                           help="Log lines on stderr as text or one JSON object each.")
+
+
+def _logging(fmt: str) -> None:
+    from forensics.receiver.logs import setup_logging
+
+    setup_logging("info", fmt, LOG_FORMAT)
 
 
 def _target_options(f: Any) -> Any:
@@ -36,6 +51,7 @@ def _target_options(f: Any) -> Any:
                      show_default=True, help="The kubelet's checkpoint directory."),
         click.option("--kubeconfig", default=None, help="Default: in-cluster service account."),
         click.option("--output-dir", default="", help="Write each output to a file here."),
+        _LOG_FORMAT,
     ]
     for option in reversed(options):
         f = option(f)
@@ -48,21 +64,25 @@ def _run(output_dir: str, call: Callable[[], Outputs]) -> None:
     from forensics.cli.common import dump_json
     from forensics.errors import CsiError
 
+    name = click.get_current_context().info_name
+    log.info("step %s: started", name)
     try:
         outputs = call()
     except CsiError as exc:
+        log.info("step %s: failed (%s)", name, "permanent" if exc.permanent else "temporary")
         if not exc.permanent and not isinstance(exc, TemporaryFailure):
             raise TemporaryFailure(exc) from exc
         raise
     if output_dir:
         write_outputs(output_dir, outputs)
+    log.info("step %s: done", name)
     dump_json(outputs)
 
 
 def _context(kw: dict[str, Any]) -> tuple[StepInput, Settings]:
     from forensics.capture.pipeline import Settings
     from forensics.capture.steps import StepInput
-
+    _logging(kw.pop("log_format"))
     step = StepInput(kw.pop("namespace"), kw.pop("pod"), kw.pop("container"), kw.pop("node"),
                      kw.pop("reason"), kw.pop("alert"), kw.pop("registry"))
     settings = Settings(registry_backend=kw.pop("backend"), kubeconfig=kw.pop("kubeconfig"),
@@ -136,11 +156,13 @@ def analyze_cmd(image_ref: str, manifest_digest: str, sha256: str, size: int, ar
               show_default=True)
 @click.option("--checkpoint-dir", default="/var/lib/kubelet/checkpoints", show_default=True)
 @click.option("--output-dir", default="", help="Write each output to a file here.")
+@_LOG_FORMAT
 def cleanup_cmd(archive: str, image_ref: str, sha256: str, backend: str, checkpoint_dir: str,
-                output_dir: str) -> None:
+                output_dir: str, log_format: str) -> None:
     """Delete the node's archive after a verified push; keep it otherwise."""
     from forensics.capture import steps
     from forensics.capture.pipeline import Settings
 
+    _logging(log_format)
     settings = Settings(registry_backend=backend, checkpoint_dir=checkpoint_dir)
     _run(output_dir, lambda: steps.cleanup(archive, image_ref, sha256, settings))

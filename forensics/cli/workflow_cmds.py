@@ -48,7 +48,8 @@ def workflow() -> None:
 
 
 @workflow.command()
-@click.option("-o", "--output-dir", default=None, type=click.Path(file_okay=False),
+@click.option("--out-dir", "--output-dir", "output_dir", default=None,
+              type=click.Path(file_okay=False),
               help="Write csi-capture.yaml here (default: stdout).")
 @_BACKEND
 @_IMAGE

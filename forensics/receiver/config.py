@@ -1,12 +1,16 @@
 """``csi serve`` settings: defaults < ``csi.yaml`` < ``CSI_*`` environment < flags.
 
+The file is ``--config FILE``, else ``$CSI_CONFIG``, else the default location
+``$XDG_CONFIG_HOME/csi/config.yaml`` (``~/.config/csi/config.yaml``) when it
+exists (:func:`default_config_file`).
+
 Every setting has one name: the key under ``serve:`` in the config file, the
 environment variable ``CSI_<NAME>`` (upper case) and, for the common ones, a
 flag ``--<name-with-dashes>``. Example ``csi.yaml``::
 
     serve:
       listen: 0.0.0.0:2802          # default 127.0.0.1:2802
-      executor: local               # local | argo (not available yet)
+      executor: local               # local | argo (argo needs argo_server)
       backend: kubernetes           # kubernetes | podman
       policy: /etc/csi/policy.yaml  # default: the packaged default policy
       token_file: /var/run/secrets/csi/token
@@ -20,6 +24,7 @@ flag ``--<name-with-dashes>``. Example ``csi.yaml``::
       header_timeout: 10s           # a connection's request headers must arrive within this
       body_timeout: 30s             # and the request body within this
       max_connections: 1000         # default: RLIMIT_NOFILE less a reserve, at most 1024
+      log_format: json              # text (default) | json: one JSON object per line
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from typing import Any
 from forensics.errors import UsageError
 from forensics.receiver.executor import DEFAULT_RUN_CAPTURE, EXECUTORS
 from forensics.receiver.journal import SYNC_MODES
+from forensics.receiver.logs import LOG_FORMATS
 
 BACKENDS = ("kubernetes", "podman")
 _LISTEN = re.compile(r"^(?:\[([0-9A-Fa-f:.]+)\]|([^:\[\]]*)):(\d{1,5})$")
@@ -74,6 +80,7 @@ class ServeConfig:
     drain_timeout: float = 30.0
     access_log: bool = False
     log_level: str = "info"
+    log_format: str = "text"  # or "json": one JSON object per line
 
     @property
     def host(self) -> str:
@@ -173,11 +180,30 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     return found
 
 
+def config_dir(env: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_CONFIG_HOME/csi`` (a relative XDG_CONFIG_HOME is ignored, as the XDG
+    specification says), else ``~/.config/csi``."""
+    env = os.environ if env is None else env
+    xdg = env.get("XDG_CONFIG_HOME") or ""
+    if os.path.isabs(xdg):
+        return Path(xdg) / "csi"
+    home = env.get("HOME") or os.path.expanduser("~")
+    return Path(home) / ".config" / "csi"
+
+
+def default_config_file(env: Mapping[str, str] | None = None) -> str | None:
+    """The default config file, ``config.yaml`` in :func:`config_dir`, if it exists."""
+    path = config_dir(env) / "config.yaml"
+    return str(path) if path.is_file() else None
+
+
 def load_serve_config(config_file: str | None = None, flags: Mapping[str, Any] | None = None,
                       env: Mapping[str, str] | None = None) -> ServeConfig:
-    """Merge the layers (flags > env > file > defaults) and validate the result."""
+    """Merge the layers (flags > env > file > defaults) and validate the result.
+
+    The file: ``config_file``, else ``$CSI_CONFIG``, else :func:`default_config_file`."""
     env = os.environ if env is None else env
-    config_file = config_file or env.get("CSI_CONFIG") or None
+    config_file = config_file or env.get("CSI_CONFIG") or default_config_file(env)
     merged: dict[str, Any] = _from_file(config_file) if config_file else {}
     merged.update(_from_env(env))
     merged.update({k: _coerce(k, v, f"--{k.replace('_', '-')}")
@@ -202,5 +228,7 @@ def validate(config: ServeConfig) -> None:
                           ("body_timeout", config.body_timeout)):
         if seconds <= 0:
             raise UsageError(f"{name} must be more than 0 seconds")
+    if config.log_format not in LOG_FORMATS:
+        raise UsageError(f"log_format {config.log_format!r} is not {' or '.join(LOG_FORMATS)}")
     if config.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise UsageError(f"log_level {config.log_level!r} is not debug, info, warning or error")

@@ -6,6 +6,11 @@ any traceback) visibly (``\\n``, ``\\x1b``), so a container named
 ``"web\\n2026-… csi serve INFO …"`` cannot forge a second log line nor drive
 the terminal of whoever reads the log.
 
+:class:`JsonLineFormatter` (``--log-format json``) writes each record as one JSON
+object per line (``time``, ``level``, ``logger``, ``message``, and ``exception``
+when there is one): JSON escapes every control character and, ASCII-only, the
+line separators too, so the same guarantee holds by construction.
+
 Client trouble (idle or slow connections closed, connections over the limit,
 malformed requests, failed TLS handshakes, ``accept()`` out of descriptors)
 is counted by :class:`Tally` and written once per interval as one line with
@@ -17,9 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import logging
 import re
 import ssl
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -30,6 +37,7 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # accept() or a socket failing for lack of resources: the work of clients, not a bug
 RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+LOG_FORMATS = ("text", "json")
 
 
 def visible(text: str) -> str:
@@ -45,6 +53,26 @@ class OneLineFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return visible(super().format(record))
+
+
+class JsonLineFormatter(logging.Formatter):
+    """Every record as one JSON object on one line (ASCII: nothing raw reaches a terminal)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        entry = {"time": f"{stamp}.{int(record.msecs):03d}Z", "level": record.levelname,
+                 "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=True)
+
+
+def setup_logging(level: str, fmt: str, text_format: str) -> None:
+    """Log to standard error at ``level``, one line per record: ``fmt`` ``text``
+    (``text_format``, control characters escaped) or ``json`` (one object a line)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLineFormatter() if fmt == "json" else OneLineFormatter(text_format))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
 class Tally:

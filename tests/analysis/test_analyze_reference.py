@@ -33,7 +33,7 @@ def test_analyze_an_image_in_an_oci_layout(tmp_path: Path,
                for f in result["findings"])
     report_id = err.split("csi: report ", 1)[1].split()[0]
     exported = tmp_path / "report.json"
-    assert main(["report", "export", report_id, "--format", "json", "-o", str(exported)]) == 0
+    assert main(["report", "export", report_id, "--format", "json", "-f", str(exported)]) == 0
     capture = json.loads(exported.read_text())["custody"]["capture"]
     assert capture["registry_ref"] == ref
     assert capture["archive_sha256"] == sha  # from the image's dev.csi.archive.sha256

@@ -89,9 +89,9 @@ def test_hexdump_compact_collapses_only_identical_rows() -> None:
 def test_output_file_is_never_overwritten(tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "dump.txt"
-    assert main(["memparse", "--pid", "1", "-o", str(target), archive_path(LISTENER)]) == 0
+    assert main(["memparse", "--pid", "1", "-f", str(target), archive_path(LISTENER)]) == 0
     assert target.read_text().startswith("Address           Hexadecimal")
-    assert main(["memparse", "--pid", "1", "-o", str(target), archive_path(LISTENER)]) == 2
+    assert main(["memparse", "--pid", "1", "-f", str(target), archive_path(LISTENER)]) == 2
     assert "already exists" in capsys.readouterr().err
 
 
@@ -114,7 +114,7 @@ def test_agrees_with_checkpointctl_on_criu41(tmp_path: Path,
     shutil.copy(archive_path(CRIU41), archive)
     # full hexdump (-o): byte-identical
     ctl("memparse", "--pid", "1", "-o", str(tmp_path / "ctl.txt"), str(archive))
-    assert main(["memparse", "--pid", "1", "-o", str(tmp_path / "csi.txt"), str(archive)]) == 0
+    assert main(["memparse", "--pid", "1", "-f", str(tmp_path / "csi.txt"), str(archive)]) == 0
     assert (tmp_path / "csi.txt").read_bytes() == (tmp_path / "ctl.txt").read_bytes()
     # search: same addresses and matches
     for pattern in ("AKIA", "PATH", "sleep"):

@@ -171,7 +171,7 @@ def test_local_disk_full_on_pull_leaves_nothing(registry: Registry, tmp_path: Pa
 def test_pull_of_an_unknown_image_is_one_line(registry: Registry,
                                               capsys: pytest.CaptureFixture[str],
                                               tmp_path: Path) -> None:
-    code = main(["pull", f"{registry.host}/evidence/none:missing", "-o",
+    code = main(["pull", f"{registry.host}/evidence/none:missing", "-f",
                  str(tmp_path / "x.tar"), "--plain-http"])
     err = capsys.readouterr().err
     assert code == 3

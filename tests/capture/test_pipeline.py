@@ -64,7 +64,7 @@ def test_capture_pod_through_the_kubelet(stack: Stack, workload: Workload,
     report_id = result["report_id"]
     assert main(["report", "verify", report_id]) == 0  # pulls the evidence back to check it
     assert "verified" in capsys.readouterr().out
-    assert main(["report", "export", report_id, "--format", "json", "-o",
+    assert main(["report", "export", report_id, "--format", "json", "-f",
                  str(stack.checkpoint_dirs["node-1"].parent / "r.json")]) == 0
     report = json.loads((stack.checkpoint_dirs["node-1"].parent / "r.json").read_text())
     capture = report["custody"]["capture"]
@@ -138,9 +138,9 @@ def test_capture_whose_report_fails_after_the_push_still_names_its_image(
     assert result["report_id"] == "" and result["archive_path"] == ""
     assert result["error"].startswith(f"the evidence is stored as {ref}, but its analysis "
                                       "failed: ")
-    assert result["error"].endswith(f"; analyze it again with `csi pull {ref} -o "
+    assert result["error"].endswith(f"; analyze it again with `csi pull {ref} -f "
                                     "FILE` then `csi analyze FILE --save`")
     assert err.splitlines()[-1].startswith("csi: error: the evidence is stored as ")
     back = tmp_path / "back.tar"
-    assert main(["pull", ref, "-o", str(back)]) == 0, capsys.readouterr().err
+    assert main(["pull", ref, "-f", str(back)]) == 0, capsys.readouterr().err
     assert hashlib.sha256(back.read_bytes()).hexdigest() == result["archive_sha256"]

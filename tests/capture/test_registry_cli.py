@@ -22,7 +22,7 @@ def test_push_then_pull_by_hand(registry: Registry, tmp_path: Path,
     assert pushed["archive_sha256"] == sha and pushed["backend"] == "native"
     assert pushed["pinned"] == f"{registry.host}/evidence/cli@{pushed['digest']}"
     out = tmp_path / "back.tar"
-    assert main(["pull", pushed["pinned"], "-o", str(out), "--plain-http"]) == 0
+    assert main(["pull", pushed["pinned"], "-f", str(out), "--plain-http"]) == 0
     text = capsys.readouterr().out
     assert text == (f"pulled {pushed['pinned']} -> {out}\n"
                     f"  sha256:{sha}  {Path(KUBELET).stat().st_size} bytes  matches "

@@ -59,6 +59,7 @@ def test_memparse_through_the_group_and_directly_agree(capsys: pytest.CaptureFix
     from forensics.cli.memparse_cmd import main as memparse_main
 
     for args in (["--pid", "1", "--search", "nc", "-c", "3"], ["--pid", "9999"],
+                 ["-o", "json"], ["--format", "yaml", "-s", "nc"], ["--pid", "1", "-o", "json"],
                  ["--pid", "x"], ["-s", "a", "-r", "b"], []):
         argv = [archive_path(LISTENER), *args] if args else []
         direct = memparse_main(argv), capsys.readouterr()

@@ -90,7 +90,7 @@ def test_the_two_fixture_alerts_become_verified_reports(
             "report_id"]
         assert main(["report", "verify", report_id]) == 0
         out = tmp_path / f"{pod}.json"
-        assert main(["report", "export", report_id, "--format", "json", "-o", str(out)]) == 0
+        assert main(["report", "export", report_id, "--format", "json", "-f", str(out)]) == 0
         report = json.loads(out.read_text())
         alert = json.loads(alert_bytes(alert_name))
         text = json.dumps(report)

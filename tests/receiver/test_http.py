@@ -207,13 +207,15 @@ def test_health_readiness_and_metrics(server: ServerThread) -> None:
     post(server, alert_bytes(HOST))
     server.settled()
     text = requests.get(server.url + "/metrics", timeout=10).text
-    for line in ('csi_alerts_received_total 4.0',
-                 'csi_alerts_accepted_total{duplicate="false"} 2.0',
-                 'csi_alerts_accepted_total{duplicate="true"} 1.0',
-                 'csi_alerts_rejected_total{reason="invalid_json"} 1.0',
-                 'csi_alert_outcomes_total{outcome="capture"} 1.0',
-                 'csi_alert_outcomes_total{outcome="host"} 1.0', 'csi_captures{state="done"} 1.0',
-                 'csi_queue_depth 0.0', 'csi_capture_duration_seconds_count 1.0'):
+    for line in ('csi_forensics_alerts_received_total 4.0',
+                 'csi_forensics_alerts_accepted_total{duplicate="false"} 2.0',
+                 'csi_forensics_alerts_accepted_total{duplicate="true"} 1.0',
+                 'csi_forensics_alerts_rejected_total{reason="invalid_json"} 1.0',
+                 'csi_forensics_alert_outcomes_total{outcome="capture"} 1.0',
+                 'csi_forensics_alert_outcomes_total{outcome="host"} 1.0',
+                 'csi_forensics_captures{state="done"} 1.0',
+                 'csi_forensics_queue_depth 0.0',
+                 'csi_forensics_capture_duration_seconds_count 1.0'):
         assert line in text, line
 
 

@@ -63,7 +63,7 @@ def test_analyze_save_then_list_show_export_verify(
     stored = home / "reports" / rid
     for fmt, name in (("json", "report.json"), ("html", "report.html"), ("md", "report.md")):
         target = tmp_path / f"out.{fmt}"
-        code, _, err = run(capsys, "report", "export", rid, "--format", fmt, "-o", str(target))
+        code, _, err = run(capsys, "report", "export", rid, "--format", fmt, "-f", str(target))
         assert code == 0, err
         assert target.read_bytes() == (stored / name).read_bytes()
 

@@ -181,7 +181,7 @@ def test_corrupt_index_points_at_reindex_which_rebuilds_it(
     for suffix in ("-wal", "-shm"):
         Path(f"{index}{suffix}").unlink(missing_ok=True)
     index.write_bytes(b"this is not an SQLite database, it was overwritten" * 100)
-    for command in (["list"], ["show", a], ["verify", a], ["export", a, "-o", "-"]):
+    for command in (["list"], ["show", a], ["verify", a], ["export", a, "-f", "-"]):
         code, _, err = run(capsys, "report", *command)
         assert code == 1, command
         assert err == (f"csi: error: {index}: report index error: file is not a database "

@@ -79,7 +79,7 @@ def test_least_privilege_and_retries() -> None:
 
 
 def test_render_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["workflow", "render", "-o", str(tmp_path)]) == 0
+    assert main(["workflow", "render", "--out-dir", str(tmp_path)]) == 0
     assert (tmp_path / "csi-capture.yaml").read_text() == GOLDEN.read_text()
     capsys.readouterr()
     assert main(["workflow", "render"]) == 0

@@ -1,7 +1,7 @@
 /*
  * implant.c - a harmless stand-in for a malicious implant, used to make real
- * CRIU checkpoints whose contents csi's analyzers must find (see
- * /work/shared/fixtures/README.md). It does nothing but hold artefacts in
+ * CRIU checkpoints whose contents csi's analyzers must find (see the
+ * README's "Making fresh real checkpoints"). It does nothing but hold artefacts in
  * memory and in its file table, then sleeps forever:
  *
  *   heap     a miner config (stratum pool URL + Monero-style wallet) and a

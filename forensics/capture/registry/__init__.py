@@ -2,8 +2,8 @@
 
 The calls other code makes are :func:`push_archive` and :func:`pull_archive`
 (see :mod:`.api`); a backend (:class:`~.base.Backend`) is ``native`` (the OCI
-Distribution API over requests, the default), ``buildah`` (the DESIGN.md
-sequence), or the OCI layout directory for ``oci:`` references. Heavy
+Distribution API over requests, the default), ``buildah`` (the classic
+buildah sequence), or the OCI layout directory for ``oci:`` references. Heavy
 modules are imported lazily.
 """
 

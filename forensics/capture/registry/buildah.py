@@ -1,4 +1,4 @@
-"""The buildah backend: DESIGN.md's sequence, run through :mod:`forensics.capture.run`.
+"""The buildah backend: the classic buildah sequence, run through :mod:`forensics.capture.run`.
 
 Push: ``buildah from scratch``, ``buildah add CTR ARCHIVE /``, ``buildah config
 --annotation …``, ``buildah commit``, ``buildah push`` (uncompressed, OCI), then
