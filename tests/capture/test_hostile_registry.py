@@ -209,7 +209,7 @@ def test_hostile_registry_csi_pull_is_one_line_and_bounded(mode: str, tmp_path: 
     out.mkdir()
     with HostileRegistry(mode) as reg:
         started = time.monotonic()
-        code, lines, rss_kib = run_csi("pull", reg.ref, "-o", str(out / "a.tar"), "--plain-http",
+        code, lines, rss_kib = run_csi("pull", reg.ref, "-f", str(out / "a.tar"), "--plain-http",
                                        tmp=tmp_path)
         assert lines == [f"csi: error: {expected(mode, reg)}"]
     assert code == 3

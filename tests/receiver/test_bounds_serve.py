@@ -138,7 +138,7 @@ def test_analysis_worker_over_its_memory_limit_fails_the_capture_not_the_receive
             "of memory under its limit (16 MiB, CSI_ANALYSIS_MEMORY): ")
         assert capture["error"].endswith(
             "(raise CSI_ANALYSIS_MEMORY if this archive is trusted); analyze it again with "
-            f"`csi pull {image} -o FILE` then `csi analyze FILE --save`")
+            f"`csi pull {image} -f FILE` then `csi analyze FILE --save`")
         assert "\n" not in capture["error"]
         assert server.proc.poll() is None
         health = requests.get(f"http://127.0.0.1:{server.port}/healthz", timeout=5)
