@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from forensics.paths import KUBELET_CHECKPOINT_DIR
+
 if TYPE_CHECKING:
     from hera.workflows import WorkflowTemplate
 
@@ -31,7 +33,7 @@ NAMESPACE = "csi"
 IMAGE = "ghcr.io/csi-forensics/csi:0.1.0"
 PARAMETERS = ("namespace", "pod", "container", "node", "reason", "alert")
 OPTIONAL = ("node", "reason", "alert")
-CHECKPOINT_DIR = "/var/lib/kubelet/checkpoints"
+CHECKPOINT_DIR = KUBELET_CHECKPOINT_DIR
 SCRATCH = "/tmp/csi"
 OUT = f"{SCRATCH}/out"
 REPORT = f"{SCRATCH}/report"

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from forensics.archive import hashcache
 from forensics.capture.errors import CaptureError
 from forensics.capture.request import CaptureRequest, CaptureResult
+from forensics.paths import KUBELET_CHECKPOINT_DIR
 
 if TYPE_CHECKING:
     from forensics.capture.kubelet import CheckpointResult
@@ -44,7 +45,7 @@ class Settings:
     registry_backend: str = "native"  # or "buildah"
     kubeconfig: str | None = None
     context: str | None = None
-    checkpoint_dir: str = "/var/lib/kubelet/checkpoints"
+    checkpoint_dir: str = KUBELET_CHECKPOINT_DIR
 
 
 def _iso(moment: datetime) -> str:

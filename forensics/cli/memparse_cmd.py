@@ -95,7 +95,7 @@ def memparse(archive: str, pid: int | None, literal: str | None, pattern: str | 
                       f"checkpoint: {archive}\n")
                 mp.hexdump(memory, sys.stdout, compact=True)
         else:
-            from forensics.report.terminal import human_size
+            from forensics.units import human_size
             from forensics.visible import visible  # comm is the process's own choice
 
             print(f"\nDisplaying processes memory sizes from {archive}\n")

@@ -36,6 +36,7 @@ from typing import Any
 
 from forensics.report.errors import ReportError, ReportNotFound
 from forensics.report.home import csi_home, open_private, private_db, private_dir
+from forensics.units import parse_duration
 
 INDEX_FILE = "index.sqlite3"
 REINDEX_HINT = "`csi report reindex` rebuilds the index from the report folders"
@@ -146,16 +147,14 @@ def to_us(moment: datetime) -> int:
     return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
 def parse_since(text: str, now: datetime | None = None) -> datetime:
     """``24h``, ``30m``, ``7d``, ``2w``, ``90s`` ago, or an ISO date/time (UTC if no zone)."""
-    match = _DURATION.match(text)
-    if match:
-        return (now or datetime.now(UTC)) - timedelta(
-            seconds=int(match.group(1)) * _UNITS[match.group(2)])
+    try:
+        ago = parse_duration(text)  # the one duration grammar (forensics.units)
+    except ValueError:
+        pass
+    else:
+        return (now or datetime.now(UTC)) - timedelta(seconds=ago)
     try:
         return parse_time(text.strip())
     except ValueError:
