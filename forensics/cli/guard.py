@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 
 from forensics.errors import CsiError
+from forensics.status import ExitStatus
 
 
 def guarded(command: Callable[[], int]) -> int:
@@ -26,16 +27,16 @@ def guarded(command: Callable[[], int]) -> int:
         return exc.exit_code
     except BrokenPipeError:
         sys.stderr.close()  # `csi inspect … | head` is fine
-        return 0
+        return ExitStatus.OK
     except KeyboardInterrupt:
         _say("csi: interrupted")
-        return 130
+        return ExitStatus.INTERRUPTED
     except Exception as exc:  # a bug in csi: still one line, the traceback only on request
         if os.environ.get("CSI_DEBUG"):
             raise
         _say(f"csi: internal error: {type(exc).__name__}: {exc} (this is a bug in csi; "
              "run again with CSI_DEBUG=1 for the traceback and report it)")
-        return 70
+        return ExitStatus.SOFTWARE
 
 
 def _say(line: str) -> None:

@@ -16,6 +16,7 @@ import click
 from forensics import __version__
 from forensics.cli.entry import FAST, fast_command
 from forensics.cli.guard import guarded
+from forensics.status import ExitStatus
 
 COMMANDS = {  # command -> "module:object" in forensics.cli, imported only when it runs
     # (and the FAST commands of entry.py: memparse)
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             code = cli.main(args=argv, prog_name="csi", standalone_mode=False)
         except click.exceptions.Abort:
             click.echo("csi: aborted", err=True)
-            return 130
+            return ExitStatus.INTERRUPTED
         except click.ClickException as exc:
             exc.show()
             return exc.exit_code
