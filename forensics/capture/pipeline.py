@@ -56,15 +56,9 @@ def sha256_file(path: str) -> tuple[str, int]:
     """The sha256 and size of a file, streamed."""
     import hashlib
 
-    digest = hashlib.sha256()
-    size = 0
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
     with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buf):
-            digest.update(view[:n])
-            size += n
-    return digest.hexdigest(), size
+        digest = hashlib.file_digest(f, "sha256")
+        return digest.hexdigest(), f.tell()
 
 
 def run_capture(request: CaptureRequest, settings: Settings | None = None,

@@ -199,9 +199,6 @@ def _verify_by_pull(result: PushResult, archive: str, options: RegistryOptions |
 def _hash_if_needed(blob: ArchiveBlob) -> ArchiveBlob:
     if blob.sha256:
         return blob
-    digest = hashlib.sha256()
     with open(blob.path, "rb", buffering=0) as f:
-        while data := f.read(4 << 20):
-            digest.update(data)
-    return replace(blob, sha256=digest.hexdigest())
+        return replace(blob, sha256=hashlib.file_digest(f, "sha256").hexdigest())
 
