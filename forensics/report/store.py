@@ -34,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from forensics.migrations import Migration, apply_migrations, schema_version
 from forensics.report.errors import ReportError, ReportNotFound
 from forensics.report.home import csi_home, open_private, private_db, private_dir
 from forensics.units import parse_duration
@@ -46,7 +47,7 @@ RANK = {"none": -1, "info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 _ID = re.compile(r"^[0-9a-f]{4,64}$")
 
 # Each migration runs once, in order, inside one write transaction.
-MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
+MIGRATIONS: tuple[Migration, ...] = (
     (1, "reports index", (
         """CREATE TABLE reports (
             id TEXT PRIMARY KEY,
@@ -198,13 +199,7 @@ class ReportStore:
 
     @staticmethod
     def _version(conn: sqlite3.Connection) -> int:
-        try:
-            row = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
-                return 0
-            raise
-        return int(row[0] or 0)
+        return schema_version(conn)
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         version = self._version(conn)
@@ -217,16 +212,7 @@ class ReportStore:
         _retry_locked(lambda: conn.execute("PRAGMA journal_mode = WAL"))
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER "
-                         "PRIMARY KEY, name TEXT NOT NULL, applied TEXT NOT NULL)")
-            version = self._version(conn)  # another process may have migrated meanwhile
-            for number, name, statements in MIGRATIONS:
-                if number <= version:
-                    continue
-                for statement in statements:
-                    conn.execute(statement)
-                conn.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)",
-                             (number, name, datetime.now(UTC).isoformat()))
+            apply_migrations(conn, MIGRATIONS)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
