@@ -33,7 +33,7 @@ from typing import Any
 
 from forensics.errors import UsageError
 from forensics.paths import KUBELET_CHECKPOINT_DIR
-from forensics.receiver.executor import DEFAULT_RUN_CAPTURE, EXECUTORS
+from forensics.receiver.executor import EXECUTORS
 from forensics.receiver.journal import SYNC_MODES
 
 BACKENDS = ("kubernetes", "podman")
@@ -70,7 +70,6 @@ class ServeConfig:
     argo_namespace: str = "csi"
     argo_token_file: str | None = None  # default: $ARGO_TOKEN
     argo_ca_file: str | None = None
-    run_capture: str = DEFAULT_RUN_CAPTURE
     workers: int | None = None  # local executor threads; default: the policy's max_cluster
     drain_timeout: float = 30.0
     access_log: bool = False
