@@ -129,11 +129,11 @@ class Server:
         self.captures = work / "captures.log"
         (work / "token").write_text(TOKEN)
         env = {**os.environ, "CSI_HOME": str(self.home), "PYTHONPATH": str(ROOT),
-               "CSI_RUN_CAPTURE": "benchmarks.bench_receiver:record_capture",
                "CSI_BENCH_CAPTURE_LOG": str(self.captures), "CSI_TOKEN_FILE": str(work / "token"),
                "CSI_LISTEN": "127.0.0.1:0"}
         self.log = open(work / "serve.log", "w+b")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen([sys.executable, "-m", "forensics.cli.main", "serve"],
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "serve_with.py"),
+                                      "benchmarks.bench_receiver:record_capture"],
                                      env=env, stdout=subprocess.DEVNULL, stderr=self.log)
         self.port = self._wait_for_port()
 

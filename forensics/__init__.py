@@ -5,4 +5,4 @@ archives and decodes CRIU images; the CLI in ``forensics.cli`` is a thin
 shell over it.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one copy: pyproject reads it, the image tags follow it

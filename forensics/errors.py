@@ -8,11 +8,13 @@ to decide whether a retry can help.
 
 from __future__ import annotations
 
+from forensics.status import ExitStatus
+
 
 class CsiError(Exception):
     """Base class: a failure explained for a human."""
 
-    exit_code = 1
+    exit_code: int = ExitStatus.FAILURE
     permanent = True
 
     def __init__(self, what: str, *, why: str = "", hint: str = "") -> None:
@@ -49,7 +51,7 @@ class Terminated(BaseException):
 class ArchiveError(CsiError):
     """A checkpoint archive cannot be read as a whole."""
 
-    exit_code = 2
+    exit_code = ExitStatus.USAGE
 
     def __init__(
         self, archive: str, what: str, *, member: str = "", why: str = "", hint: str = ""
@@ -63,7 +65,7 @@ class ArchiveError(CsiError):
 class CriuImageError(CsiError):
     """A CRIU image inside an archive is malformed (bad magic, truncated, absurd size)."""
 
-    exit_code = 2
+    exit_code = ExitStatus.USAGE
 
     def __init__(self, image: str, what: str, *, offset: int | None = None) -> None:
         at = f" at byte {offset}" if offset is not None else ""
@@ -75,4 +77,4 @@ class CriuImageError(CsiError):
 class UsageError(CsiError):
     """The user asked for something that cannot be done as asked."""
 
-    exit_code = 2
+    exit_code = ExitStatus.USAGE

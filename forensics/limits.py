@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 
+from forensics.units import parse_size as parse_size  # the one size grammar
+
 # --- per process, read from the checkpoint's memory (forensics/archive/memory.py)
 MAX_ARGV_BYTES = 64 << 10  # of a process's argv area
 MAX_ENV_BYTES = 128 << 10  # of its environment area
@@ -36,20 +38,6 @@ MAX_REPORT_BYTES = 16 << 20  # the JSON of record; beyond, sections are cut with
 # --- the analysis worker (forensics/analysis/worker.py)
 ANALYSIS_MEMORY_ENV = "CSI_ANALYSIS_MEMORY"  # bytes, or with K/M/G suffix; 0: no limit
 DEFAULT_ANALYSIS_MEMORY = 2 << 30
-
-
-def parse_size(text: str) -> int:
-    """``2G``, ``512MiB``, ``1048576``: bytes. ValueError on anything else."""
-    value = text.strip().upper().removesuffix("B").removesuffix("I")
-    scale = 1
-    for suffix, factor in (("K", 1 << 10), ("M", 1 << 20), ("G", 1 << 30), ("T", 1 << 40)):
-        if value.endswith(suffix):
-            value, scale = value[:-1], factor
-            break
-    number = int(value.strip())
-    if number < 0:
-        raise ValueError(f"negative size {text!r}")
-    return number * scale
 
 
 def analysis_memory_limit() -> int:

@@ -23,20 +23,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from forensics import __version__
+from forensics.paths import KUBELET_CHECKPOINT_DIR
+from forensics.status import ExitStatus
+
 if TYPE_CHECKING:
     from hera.workflows import WorkflowTemplate
 
 NAME = "csi-capture"
 NAMESPACE = "csi"
-IMAGE = "ghcr.io/csi-forensics/csi:0.1.0"
+IMAGE = f"ghcr.io/csi-forensics/csi:{__version__}"
 PARAMETERS = ("namespace", "pod", "container", "node", "reason", "alert")
 OPTIONAL = ("node", "reason", "alert")
-CHECKPOINT_DIR = "/var/lib/kubelet/checkpoints"
+CHECKPOINT_DIR = KUBELET_CHECKPOINT_DIR
 SCRATCH = "/tmp/csi"
 OUT = f"{SCRATCH}/out"
 REPORT = f"{SCRATCH}/report"
 CSI_HOME = "/var/lib/csi"
-TEMPFAIL = 75
+TEMPFAIL = int(ExitStatus.TEMPFAIL)
 SERVICE_ACCOUNTS = {"checkpoint": "csi-checkpoint", "collect-push": "csi-collect",
                     "analyze": "csi-analyze", "cleanup": "csi-cleanup"}
 DEADLINES = {"checkpoint": 600, "collect-push": 1800, "analyze": 1800, "cleanup": 600}

@@ -23,8 +23,9 @@ from typing import Any
 
 from forensics.errors import CsiError
 from forensics.limits import ANALYSIS_MEMORY_ENV, analysis_memory_limit
+from forensics.status import ExitStatus
 
-EXIT_OUT_OF_MEMORY = 3
+EXIT_OUT_OF_MEMORY = ExitStatus.EXTERNAL  # the worker's status when it hit the memory limit
 DEFAULT_TIMEOUT = 3600.0
 
 
@@ -144,9 +145,9 @@ def main() -> int:
                   "permanent": exc.permanent})
         else:  # a bug: one line, as the in-process pipeline recorded it
             _say({"error": f"internal error: {type(exc).__name__}: {exc}"})
-        return 1
+        return ExitStatus.FAILURE
     _say({"result": result})
-    return 0
+    return ExitStatus.OK
 
 
 if __name__ == "__main__":

@@ -27,8 +27,9 @@ from forensics.archive.source import (
     sniff_compression,
     zstd_incomplete,
 )
+from forensics.paths import KUBELET_CHECKPOINT_DIR
 
-DEFAULT_DIR = "/var/lib/kubelet/checkpoints"
+DEFAULT_DIR = KUBELET_CHECKPOINT_DIR
 _WANTED = ("config.dump", "spec.dump")
 MAX_READ = 160 << 20  # bytes of tar read at most to find them
 _KUBELET_NAME = re.compile(

@@ -11,6 +11,7 @@ answer that led to the error, for the report's chain of custody.
 from __future__ import annotations
 
 from forensics.errors import CsiError
+from forensics.status import ExitStatus
 
 _CHECKPOINT_RULE = ('{apiGroups: [""], resources: ["nodes/checkpoint"], verbs: ["create"]}')
 _PROXY_RULE = '{apiGroups: [""], resources: ["nodes/proxy"], verbs: ["create"]}'
@@ -19,7 +20,7 @@ _PROXY_RULE = '{apiGroups: [""], resources: ["nodes/proxy"], verbs: ["create"]}'
 class CaptureError(CsiError):
     """A checkpoint could not be taken (or its target not found)."""
 
-    exit_code = 3
+    exit_code = ExitStatus.EXTERNAL
 
     def __init__(self, what: str, *, why: str = "", hint: str = "",
                  permanent: bool | None = None, status: int | None = None,
@@ -35,7 +36,7 @@ class CaptureError(CsiError):
 class KubeConfigError(CaptureError):
     """No usable kubeconfig, context or in-cluster configuration."""
 
-    exit_code = 2
+    exit_code = ExitStatus.USAGE
 
 
 class ApiServerUnreachable(CaptureError):
@@ -147,7 +148,7 @@ class ContainerNotFound(CaptureError):
 class AmbiguousContainer(CaptureError):
     """The pod has several containers and none was chosen."""
 
-    exit_code = 2
+    exit_code = ExitStatus.USAGE
 
     def __init__(self, namespace: str, pod: str, containers: list[str]) -> None:
         super().__init__(f"pod {namespace}/{pod} has {len(containers)} containers: "

@@ -49,10 +49,11 @@ from forensics.capture.kube import (
     describe_network_error,
 )
 from forensics.names import require_k8s
+from forensics.paths import KUBELET_CHECKPOINT_DIR
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_DIR = "/var/lib/kubelet/checkpoints"
+CHECKPOINT_DIR = KUBELET_CHECKPOINT_DIR
 KUBELET_PORT = 10250
 DEFAULT_CRI_TIMEOUT = 240.0  # what to wait for an answer when no timeout is given
 _ANSWER_MARGIN = 30.0

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from forensics.archive import hashcache
 from forensics.capture.errors import CaptureError
 from forensics.capture.request import CaptureRequest, CaptureResult
+from forensics.paths import KUBELET_CHECKPOINT_DIR
 
 if TYPE_CHECKING:
     from forensics.capture.kubelet import CheckpointResult
@@ -45,7 +46,7 @@ class Settings:
     registry_backend: str = "native"  # or "buildah"
     kubeconfig: str | None = None
     context: str | None = None
-    checkpoint_dir: str = "/var/lib/kubelet/checkpoints"
+    checkpoint_dir: str = KUBELET_CHECKPOINT_DIR
     progress: Progress | None = None  # told the bytes of the push and the pull (CLI bars)
 
 
@@ -57,15 +58,9 @@ def sha256_file(path: str) -> tuple[str, int]:
     """The sha256 and size of a file, streamed."""
     import hashlib
 
-    digest = hashlib.sha256()
-    size = 0
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
     with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buf):
-            digest.update(view[:n])
-            size += n
-    return digest.hexdigest(), size
+        digest = hashlib.file_digest(f, "sha256")
+        return digest.hexdigest(), f.tell()
 
 
 def run_capture(request: CaptureRequest, settings: Settings | None = None,

@@ -15,13 +15,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from forensics import units
 from forensics.errors import UsageError
 
 KUBELET_NAME = re.compile(
     r"^checkpoint-(?P<pod>.+)_(?P<ns>[a-z0-9-]+)-(?P<ctr>[a-z0-9-]+)-"
     r"(?P<time>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d))\.tar$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_SIZES = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
 @dataclass(frozen=True)
@@ -46,17 +45,19 @@ class Victim:
 
 
 def parse_age(text: str) -> float:
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhdw])", text.strip().lower())
-    if not match:
-        raise UsageError(f"cannot read the age {text!r}", hint="e.g. 30m, 12h, 7d")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    """An age in the one duration grammar (:mod:`forensics.units`) → seconds."""
+    try:
+        return units.parse_duration(text)
+    except ValueError:
+        raise UsageError(f"cannot read the age {text!r}", hint=units.DURATION_HINT) from None
 
 
 def parse_size(text: str) -> int:
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?", text.strip().lower())
-    if not match:
-        raise UsageError(f"cannot read the size {text!r}", hint="e.g. 500M, 20G")
-    return int(float(match.group(1)) * _SIZES[match.group(2)])
+    """A size in the one size grammar (:mod:`forensics.units`) → bytes."""
+    try:
+        return units.parse_size(text)
+    except ValueError:
+        raise UsageError(f"cannot read the size {text!r}", hint=units.SIZE_HINT) from None
 
 
 def archives(directory: str) -> list[Archive]:

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from forensics.errors import CsiError
+from forensics.status import ExitStatus
 
 DEFAULT_TIMEOUT = 600.0
 _SECRET_OPTIONS = ("--creds", "--src-creds", "--dest-creds", "--password", "-p")
@@ -24,7 +25,7 @@ _STDERR_TAIL = 600
 class ToolError(CsiError):
     """An external tool failed, timed out, or is missing; stderr (redacted) is kept."""
 
-    exit_code = 3
+    exit_code = ExitStatus.EXTERNAL
 
     def __init__(self, what: str, *, why: str = "", hint: str = "", permanent: bool = True,
                  stderr: str = "") -> None:

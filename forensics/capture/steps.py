@@ -41,8 +41,9 @@ from forensics.capture.pipeline import (
 from forensics.capture.request import CaptureRequest, CaptureResult, Target, Trigger
 from forensics.errors import CsiError, UsageError
 from forensics.names import require_k8s
+from forensics.status import ExitStatus
 
-EX_TEMPFAIL = 75
+EX_TEMPFAIL = ExitStatus.TEMPFAIL
 REPORT_FILES = ("report.json", "report.html", "report.md")
 Outputs = dict[str, str]
 

@@ -9,6 +9,7 @@ import click
 from forensics.cli.output import dump, output_option
 from forensics.cli.progress import TransferBars, transfer_bars
 from forensics.cli.workflow_cmds import argo_options
+from forensics.paths import KUBELET_CHECKPOINT_DIR
 
 
 def _progress(quiet: bool, bars: TransferBars | None = None) -> Any:
@@ -80,7 +81,7 @@ def capture() -> None:
 @click.option("--kubeconfig", default=None, type=click.Path(dir_okay=False))
 @click.option("--timeout", "timeout_s", type=click.IntRange(min=1), default=None,
               help="Seconds the kubelet may take to checkpoint.")
-@click.option("--checkpoint-dir", default="/var/lib/kubelet/checkpoints", show_default=True,
+@click.option("--checkpoint-dir", default=KUBELET_CHECKPOINT_DIR, show_default=True,
               help="Where the node's kubelet writes checkpoints.")
 @click.option("--dry-run", is_flag=True, help="Resolve the pod and say what would happen.")
 @click.option("--via", type=click.Choice(["local", "argo"]), default="local", show_default=True,
@@ -234,7 +235,7 @@ def container_cmd(name: str, runtime: str, reason: str, registry: str | None, ba
 
 
 @click.command()
-@click.argument("directory", default="/var/lib/kubelet/checkpoints",
+@click.argument("directory", default=KUBELET_CHECKPOINT_DIR,
                 type=click.Path(file_okay=False))
 @click.option("--max-per-container", type=click.IntRange(min=0), default=None,
               help="Keep at most N archives per pod/container (newest first).")

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable
 
 from forensics.errors import CsiError, Terminated
+from forensics.status import ExitStatus
 
 
 def guarded(command: Callable[[], int]) -> int:
@@ -28,10 +29,10 @@ def guarded(command: Callable[[], int]) -> int:
         return exc.exit_code
     except BrokenPipeError:
         sys.stderr.close()  # `csi inspect … | head` is fine
-        return 0
+        return ExitStatus.OK
     except KeyboardInterrupt:
         _say("csi: interrupted")
-        return 130
+        return ExitStatus.INTERRUPTED
     except Terminated as exc:  # SIGTERM/SIGHUP while a temporary copy existed: removed
         _say(f"csi: {exc}")
         return exc.exit_code
@@ -40,7 +41,7 @@ def guarded(command: Callable[[], int]) -> int:
             raise
         _say(f"csi: internal error: {type(exc).__name__}: {exc} (this is a bug in csi; "
              "run again with CSI_DEBUG=1 for the traceback and report it)")
-        return 70
+        return ExitStatus.SOFTWARE
 
 
 def _say(line: str) -> None:

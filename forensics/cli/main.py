@@ -16,6 +16,7 @@ import click
 from forensics import __version__
 from forensics.cli.entry import FAST, fast_command, prog_name
 from forensics.cli.guard import guarded
+from forensics.status import ExitStatus
 
 COMMANDS = {  # command -> "module:object" in forensics.cli, imported only when it runs
     # (and the FAST commands of entry.py: memparse)
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             code = cli.main(args=argv, prog_name=name, standalone_mode=False)
         except click.exceptions.Abort:
             click.echo("csi: aborted", err=True)
-            return 130
+            return ExitStatus.INTERRUPTED
         except click.ClickException as exc:
             exc.show()
             return exc.exit_code

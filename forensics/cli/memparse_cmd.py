@@ -116,7 +116,7 @@ def memparse(archive: str, pid: int | None, literal: str | None, pattern: str | 
             _structured(None, fmt, [{"pid": row.pid, "name": row.comm, "memory": row.memory,
                                      "shared": row.shared} for row in mp.sizes(ckpt)])
         else:
-            from forensics.report.terminal import human_size
+            from forensics.units import human_size
             from forensics.visible import visible  # comm is the process's own choice
 
             print(f"\nDisplaying processes memory sizes from {archive}\n")

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from forensics.paths import KUBELET_CHECKPOINT_DIR
+
 log = logging.getLogger("csi.step")
 LOG_FORMAT = "%(asctime)s csi step %(levelname)s %(message)s"
 
@@ -47,7 +49,7 @@ def _target_options(f: Any) -> Any:
                      help="Push to REPO (default: $CSI_REGISTRY, else the csi home's layout)."),
         click.option("--backend", type=click.Choice(["native", "buildah"]), default="native",
                      show_default=True, help="How to push and pull the checkpoint image."),
-        click.option("--checkpoint-dir", default="/var/lib/kubelet/checkpoints",
+        click.option("--checkpoint-dir", default=KUBELET_CHECKPOINT_DIR,
                      show_default=True, help="The kubelet's checkpoint directory."),
         click.option("--kubeconfig", default=None, help="Default: in-cluster service account."),
         click.option("--output-dir", default="", help="Write each output to a file here."),
@@ -154,7 +156,7 @@ def analyze_cmd(image_ref: str, manifest_digest: str, sha256: str, size: int, ar
 @click.option("--sha256", default="", help="The archive's sha256 ('' = not pushed: keep).")
 @click.option("--backend", type=click.Choice(["native", "buildah"]), default="native",
               show_default=True)
-@click.option("--checkpoint-dir", default="/var/lib/kubelet/checkpoints", show_default=True)
+@click.option("--checkpoint-dir", default=KUBELET_CHECKPOINT_DIR, show_default=True)
 @click.option("--output-dir", default="", help="Write each output to a file here.")
 @_LOG_FORMAT
 def cleanup_cmd(archive: str, image_ref: str, sha256: str, backend: str, checkpoint_dir: str,

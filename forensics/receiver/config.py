@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from forensics.errors import UsageError
-from forensics.receiver.executor import DEFAULT_RUN_CAPTURE, EXECUTORS
+from forensics.paths import KUBELET_CHECKPOINT_DIR
+from forensics.receiver.executor import EXECUTORS
 from forensics.receiver.journal import SYNC_MODES
 from forensics.receiver.logs import LOG_FORMATS
 
@@ -70,12 +71,11 @@ class ServeConfig:
     registry_backend: str = "native"  # or "buildah"
     kubeconfig: str | None = None  # kubernetes backend: default kubectl's rules / in-cluster
     context: str | None = None
-    checkpoint_dir: str = "/var/lib/kubelet/checkpoints"  # where the node's kubelet writes
+    checkpoint_dir: str = KUBELET_CHECKPOINT_DIR  # where the node's kubelet writes
     argo_server: str | None = None  # --executor argo: https://argo-server.argo:2746
     argo_namespace: str = "csi"
     argo_token_file: str | None = None  # default: $ARGO_TOKEN
     argo_ca_file: str | None = None
-    run_capture: str = DEFAULT_RUN_CAPTURE
     workers: int | None = None  # local executor threads; default: the policy's max_cluster
     drain_timeout: float = 30.0
     access_log: bool = False
@@ -91,7 +91,7 @@ class ServeConfig:
         return parse_listen(self.listen)[1]
 
     def home_path(self) -> Path:
-        from forensics.report.home import csi_home
+        from forensics.paths import csi_home
 
         return Path(self.home) if self.home else csi_home()
 
@@ -133,7 +133,7 @@ def _coerce(name: str, value: Any, where: str) -> Any:
                 raise ValueError("not a whole number >= 1")
             return number
         if name in _DURATIONS:
-            from forensics.receiver.guards import parse_duration
+            from forensics.units import parse_duration
 
             return parse_duration(value)
         if name in _FLOATS:

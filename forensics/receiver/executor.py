@@ -8,9 +8,10 @@ An :class:`Executor` takes a journaled :class:`~forensics.capture.request.Captur
   in-process on ``max_cluster`` worker threads, at most ``max_per_node`` at a
   time on one node (:class:`~forensics.receiver.guards.Slots`), against the
   backend the request names. The pipeline is ``forensics.capture.pipeline.run_capture``,
-  imported at first use; ``run_capture: MODULE:FUNCTION`` in the serve config
-  (``CSI_RUN_CAPTURE``) substitutes another function with the same signature,
-  which is how the tests and benchmarks wire in a recording double.
+  imported at first use. Tests and benchmarks inject another function with the
+  same signature through the constructor (or ``build_service(run_capture=…)``;
+  tests/serve_with.py for a ``csi serve`` subprocess); no serve setting or
+  environment variable can name a module to import.
 * ``argo`` (a cluster) runs each capture as a ``csi-capture`` Workflow: the same
   bounded worker pool, whose capture function submits the WorkflowTemplate
   through the Argo Server (hera's ``WorkflowsService``), labelled with the

@@ -31,10 +31,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from forensics.capture.request import Target
+from forensics.units import parse_duration as parse_duration  # the one duration grammar
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$")
-_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 _PER = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600,
         "hour": 3600}
 _PRUNE_EVERY = 4096
@@ -49,16 +48,6 @@ class GuardConfig:
     max_queued: int = 50  # captures admitted and not finished (queued or running)
     rate_per_minute: float = 10.0
     burst: int = 10
-
-
-def parse_duration(value: object) -> float:
-    """``300``, ``"300s"``, ``"5m"``, ``"1h"``, ``"30d"``, ``"250ms"`` → seconds."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-        return float(value)
-    match = _DURATION.match(value) if isinstance(value, str) else None
-    if match is None:
-        raise ValueError(f"{value!r} is not a duration (like 30s, 5m, 1h)")
-    return float(match.group(1)) * _UNIT[match.group(2)]
 
 
 def parse_rate(value: object) -> float:

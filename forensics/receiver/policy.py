@@ -39,6 +39,7 @@ from forensics.errors import CsiError
 from forensics.receiver.falco import SEVERITY, Alert, FieldValue, InvalidAlert, canonical_priority
 from forensics.receiver.guards import GuardConfig, parse_guards
 from forensics.receiver.targets import Unresolved, resolve_target, target_dict
+from forensics.status import ExitStatus
 
 Action = Literal["capture", "notify-only", "ignore"]
 ACTIONS: tuple[Action, ...] = ("capture", "notify-only", "ignore")
@@ -54,7 +55,7 @@ _TOP_KEYS = {"version", "rules", "default_action", "guards"}
 class PolicyError(CsiError):
     """The policy file cannot be used as written."""
 
-    exit_code = 2
+    exit_code = ExitStatus.USAGE
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ import sqlite3
 import threading
 from pathlib import Path
 
-MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
+from forensics.migrations import Migration, apply_migrations
+
+MIGRATIONS: tuple[Migration, ...] = (
     (1, "alerts, captures, rejections", (
         """CREATE TABLE alerts (
             seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -56,15 +58,7 @@ MIN_SQLITE = (3, 33, 0)  # UPDATE … FROM
 
 def migrate(db: sqlite3.Connection) -> None:
     """Apply the migrations not applied yet (the caller holds a write transaction)."""
-    db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
-               "name TEXT NOT NULL, applied TEXT NOT NULL)")
-    have = db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
-    for version, name, statements in MIGRATIONS:
-        if version > have:
-            for statement in statements:
-                db.execute(statement)
-            db.execute("INSERT INTO schema_migrations VALUES (?, ?, datetime('now'))",
-                       (version, name))
+    apply_migrations(db, MIGRATIONS)
 
 
 def checkpoint_loop(path: Path, interval: float, stop: threading.Event) -> None:

@@ -74,9 +74,13 @@ def argo_for(config: ServeConfig) -> RunCapture | None:
 
 
 def build_service(config: ServeConfig, policy: Policy | None = None, *,
-                  run_capture: RunCapture | None = None,
+                  run_capture: RunCapture | str | None = None,
                   clock: Callable[[], float] | None = None) -> Service:
-    """Everything ``csi serve`` runs, validated; ``run_capture`` overrides the pipeline."""
+    """Everything ``csi serve`` runs, validated.
+
+    ``run_capture`` (tests and benchmarks only: a function, or ``MODULE:FUNCTION``
+    imported at first use) replaces the pipeline; no serve setting can.
+    """
     policy = policy if policy is not None else load_policy(config.policy)
     auth = build_authenticator(config.token_file, config.hmac_secret_file,
                                config.tls_client_ca, config.allow_unauthenticated)
@@ -89,11 +93,11 @@ def build_service(config: ServeConfig, policy: Policy | None = None, *,
                         registry=config.registry, reports_root=reports_root,
                         retention=config.journal_retention, **extra)
     workers = config.workers or policy.guards.max_cluster
-    if run_capture is None and config.run_capture == DEFAULT_RUN_CAPTURE:
+    if run_capture is None:
         run_capture = argo_for(config) if config.executor == "argo" else pipeline_for(config)
     try:
         receiver.executor = make_executor(
-            config.executor, journal, run_capture=run_capture or config.run_capture,
+            config.executor, journal, run_capture=run_capture or DEFAULT_RUN_CAPTURE,
             workers=workers, max_per_node=policy.guards.max_per_node,
             on_finished=receiver.capture_finished)
     except BaseException:

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from forensics.errors import CsiError
+from forensics.status import ExitStatus
 
 
 class ReportError(CsiError):
     """A report cannot be built, stored, found or read."""
 
-    exit_code = 1
+    exit_code = ExitStatus.FAILURE
 
 
 class ReportNotFound(ReportError):
     """No stored report has the ID (or unique ID prefix) asked for."""
 
-    exit_code = 2
+    exit_code = ExitStatus.USAGE
 
 
 class VerificationError(CsiError):
@@ -23,7 +24,7 @@ class VerificationError(CsiError):
     ``problems`` lists every mismatch, one readable line each.
     """
 
-    exit_code = 3
+    exit_code = ExitStatus.EXTERNAL
 
     def __init__(self, what: str, problems: list[str]) -> None:
         super().__init__(what, why="; ".join(problems))

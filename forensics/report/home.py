@@ -16,20 +16,13 @@ import os
 import stat
 from pathlib import Path
 
+from forensics.paths import csi_home as csi_home  # the one csi home, re-exported
+
 log = logging.getLogger("csi.home")
 _warned: set[str] = set()
 
 PRIVATE_DIR = 0o700
 PRIVATE_FILE = 0o600
-
-
-def csi_home() -> Path:
-    explicit = os.environ.get("CSI_HOME")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local",
-                                                           "share")
-    return Path(base) / "csi"
 
 
 def private_dir(path: Path, home: Path | None = None) -> Path:

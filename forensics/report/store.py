@@ -34,9 +34,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from forensics.migrations import Migration, apply_migrations, schema_version
 from forensics.report.errors import ReportError, ReportNotFound
 from forensics.report.home import csi_home, open_private, private_db, private_dir
 from forensics.trigger import ALERT_KINDS
+from forensics.units import parse_duration
 
 INDEX_FILE = "index.sqlite3"
 REINDEX_HINT = "`csi report reindex` rebuilds the index from the report folders"
@@ -46,7 +48,7 @@ RANK = {"none": -1, "info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 _ID = re.compile(r"^[0-9a-f]{4,64}$")
 
 # Each migration runs once, in order, inside one write transaction.
-MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
+MIGRATIONS: tuple[Migration, ...] = (
     (1, "reports index", (
         """CREATE TABLE reports (
             id TEXT PRIMARY KEY,
@@ -147,16 +149,14 @@ def to_us(moment: datetime) -> int:
     return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
 def parse_since(text: str, now: datetime | None = None) -> datetime:
     """``24h``, ``30m``, ``7d``, ``2w``, ``90s`` ago, or an ISO date/time (UTC if no zone)."""
-    match = _DURATION.match(text)
-    if match:
-        return (now or datetime.now(UTC)) - timedelta(
-            seconds=int(match.group(1)) * _UNITS[match.group(2)])
+    try:
+        ago = parse_duration(text)  # the one duration grammar (forensics.units)
+    except ValueError:
+        pass
+    else:
+        return (now or datetime.now(UTC)) - timedelta(seconds=ago)
     try:
         return parse_time(text.strip())
     except ValueError:
@@ -200,13 +200,7 @@ class ReportStore:
 
     @staticmethod
     def _version(conn: sqlite3.Connection) -> int:
-        try:
-            row = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
-                return 0
-            raise
-        return int(row[0] or 0)
+        return schema_version(conn)
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         version = self._version(conn)
@@ -219,16 +213,7 @@ class ReportStore:
         _retry_locked(lambda: conn.execute("PRAGMA journal_mode = WAL"))
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER "
-                         "PRIMARY KEY, name TEXT NOT NULL, applied TEXT NOT NULL)")
-            version = self._version(conn)  # another process may have migrated meanwhile
-            for number, name, statements in MIGRATIONS:
-                if number <= version:
-                    continue
-                for statement in statements:
-                    conn.execute(statement)
-                conn.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)",
-                             (number, name, datetime.now(UTC).isoformat()))
+            apply_migrations(conn, MIGRATIONS)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

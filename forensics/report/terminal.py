@@ -13,17 +13,8 @@ from rich.tree import Tree
 
 from forensics.archive.proctree import TERMINAL_DEPTH, elision_text
 from forensics.report.views import more_bytes
+from forensics.units import human_size as human_size  # the one copy, re-exported
 from forensics.visible import escape  # rich's escape, control characters made visible
-
-
-def human_size(n: int) -> str:
-    """Bytes as checkpointctl prints them: 1024-based, one decimal."""
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
 
 
 def show_table(rows: list[dict[str, Any]]) -> Table:

@@ -296,13 +296,9 @@ def read_regular(path: Path) -> bytes:
 
 
 def _hash_file(path: str) -> tuple[int, str]:
-    digest = hashlib.sha256()
-    size = 0
     with open(_open_regular(path), "rb", buffering=0) as f:
-        while chunk := f.read(HASH_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
+        digest = hashlib.file_digest(f, "sha256")
+        return f.tell(), digest.hexdigest()
 
 
 def changed_members(path: str, signed: list[dict[str, Any]]) -> list[str]:

@@ -11,6 +11,7 @@ from typing import Any
 
 from forensics.archive.proctree import MAX_DEPTH, Elided, build_forest
 from forensics.trigger import ALERT_KINDS
+from forensics.units import human_size as human_size  # the one copy, re-exported
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 # which analyzer fills which section, to say why a section is empty
@@ -150,12 +151,3 @@ def ioc_where(ioc: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def human_size(n: int | None) -> str:
-    if n is None:
-        return "?"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"

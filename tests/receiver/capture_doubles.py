@@ -1,8 +1,9 @@
 """Test-only capture pipelines: stand-ins for ``forensics.capture.pipeline.run_capture``.
 
-Test-only wiring: ``csi serve`` runs one of these in a subprocess when told
-``CSI_RUN_CAPTURE=tests.receiver.capture_doubles:recording`` (the serve
-setting ``run_capture``), with the repository root on ``PYTHONPATH``. They are
+Test-only wiring: injected through ``build_service(run_capture=…)``, or into a
+``csi serve`` subprocess by the harness ``tests/serve_with.py
+tests.receiver.capture_doubles:recording``, with the repository root on
+``PYTHONPATH`` (no serve setting can name a module to import). They are
 real functions with the pipeline's signature that do no checkpointing:
 
 * :func:`recording` sleeps ``CSI_TEST_CAPTURE_DELAY`` seconds (default 0.05)

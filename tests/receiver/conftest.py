@@ -71,7 +71,7 @@ class ServerThread:
     """``csi serve`` in a background thread, on 127.0.0.1 and an ephemeral port."""
 
     def __init__(self, config: ServeConfig, *, policy: Policy | None = None,
-                 run_capture: Callable[[CaptureRequest], CaptureResult] | None = None,
+                 run_capture: Callable[[CaptureRequest], CaptureResult] | str | None = None,
                  clock: Callable[[], float] | None = None) -> None:
         self.service: Service = build_service(config, policy, run_capture=run_capture,
                                               clock=clock)

@@ -43,7 +43,6 @@ class ServeProcess:
         (tmp / "hmac").write_text(HMAC_SECRET)
         full = {**os.environ, "CSI_HOME": str(self.home), "CSI_LISTEN": "127.0.0.1:0",
                 "CSI_TOKEN_FILE": str(tmp / "token"),
-                "CSI_RUN_CAPTURE": "tests.receiver.capture_doubles:recording",
                 "CSI_TEST_CAPTURE_LOG": str(tmp / "captures.log"),
                 "CSI_TEST_CAPTURE_DELAY": "0", "PYTHONPATH": str(ROOT), **(env or {})}
         preexec: Callable[[], None] | None = None
@@ -52,7 +51,8 @@ class ServeProcess:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
         with self.log.open("wb") as handle:
             self.proc = subprocess.Popen(
-                [*wrap, sys.executable, "-m", "forensics.cli.main", "serve"], cwd=ROOT,
+                [*wrap, sys.executable, str(ROOT / "tests" / "serve_with.py"),
+                 "tests.receiver.capture_doubles:recording"], cwd=ROOT,
                 env=full, stdout=subprocess.DEVNULL, stderr=handle, preexec_fn=preexec)
         self.port = 0
         deadline = time.monotonic() + 60

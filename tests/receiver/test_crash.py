@@ -1,7 +1,7 @@
 """Crash test: ``kill -9`` the receiver under load, restart it, and check the journal.
 
 ``csi serve`` runs as a subprocess with a temporary CSI_HOME. Its capture
-pipeline is test-only wiring: ``CSI_RUN_CAPTURE`` selects
+pipeline is test-only wiring: the harness ``tests/serve_with.py`` selects
 :func:`tests.receiver.capture_doubles.recording`, which takes 100 ms and
 appends ``done <request id>`` to a file. Four threads fire alerts for 150
 containers (each container's first alert is capture-worthy, its repeats are
@@ -44,14 +44,21 @@ guards: {dedup_window: 5m, cooldown: 15m, max_per_node: 1000, max_cluster: 4,
 _LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
 
 
+RECORDING = "tests.receiver.capture_doubles:recording"
+
+
 class Serve:
     """``csi serve`` as a subprocess; its stderr goes to ``log``."""
 
-    def __init__(self, home: Path, log: Path, env: dict[str, str]) -> None:
+    def __init__(self, home: Path, log: Path, env: dict[str, str],
+                 capture: str | None = None) -> None:
+        """``capture``: a test double's MODULE:FUNCTION (the harness tests/serve_with.py)."""
         self.log = log
         self.handle = log.open("ab")
         self.offset = log.stat().st_size
-        self.proc = subprocess.Popen([sys.executable, "-m", "forensics.cli.main", "serve"],
+        argv = [str(ROOT / "tests" / "serve_with.py"), capture] if capture else \
+            ["-m", "forensics.cli.main", "serve"]
+        self.proc = subprocess.Popen([sys.executable, *argv],
                                      cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                      stderr=self.handle)
         self.port = 0
@@ -107,12 +114,11 @@ def test_kill_9_under_load_loses_no_accepted_alert_and_runs_each_capture_once(
     (tmp_path / "policy.yaml").write_text(POLICY)
     env = {**os.environ, "CSI_HOME": str(home), "CSI_LISTEN": "127.0.0.1:0",
            "CSI_TOKEN_FILE": str(tmp_path / "token"), "CSI_POLICY": str(tmp_path / "policy.yaml"),
-           "CSI_RUN_CAPTURE": "tests.receiver.capture_doubles:recording",
            "CSI_TEST_CAPTURE_LOG": str(captures), "CSI_TEST_CAPTURE_DELAY": "0.1",
            "PYTHONPATH": str(ROOT)}
     log = tmp_path / "serve.log"
     log.touch()
-    first = Serve(home, log, env)
+    first = Serve(home, log, env, RECORDING)
     bodies = alerts()
     accepted: list[str] = []
     lock = threading.Lock()
@@ -156,7 +162,7 @@ def test_kill_9_under_load_loses_no_accepted_alert_and_runs_each_capture_once(
                          " (SELECT COUNT(*) FROM captures WHERE state IN ('queued', 'running'))")
     assert sum(unfinished[0]) > 0, "nothing was left unfinished at the kill: no crash tested"
 
-    second = Serve(home, log, env)  # resumes the unfinished work
+    second = Serve(home, log, env, RECORDING)  # resumes the unfinished work
     try:
         def idle() -> bool:
             left = journal(home, "SELECT (SELECT COUNT(*) FROM alerts WHERE state = "

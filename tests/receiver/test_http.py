@@ -220,8 +220,8 @@ def test_health_readiness_and_metrics(server: ServerThread) -> None:
 
 
 def test_readiness_reports_a_missing_pipeline(base_config: ServeConfig) -> None:
-    config = replace(base_config, run_capture="forensics.capture.no_such_pipeline:run_capture")
-    with ServerThread(config) as srv:
+    with ServerThread(base_config,
+                      run_capture="forensics.capture.no_such_pipeline:run_capture") as srv:
         reply = requests.get(srv.url + "/readyz", timeout=10)
         assert reply.status_code == 503
         assert "no_such_pipeline" in reply.json()["reason"]

@@ -45,17 +45,9 @@ from forensics.capture.registry.errors import (
 from forensics.capture.registry.reference import ImageRef, LayoutRef, Target, parse_target
 from forensics.capture.registry.upload import file_identity
 from forensics.errors import UsageError
+from forensics.paths import csi_home as csi_home  # re-exported: the one csi home
 
 BACKENDS = ("native", "buildah")
-
-
-def csi_home() -> Path:
-    """``$CSI_HOME``, else ``$XDG_DATA_HOME/csi`` (``~/.local/share/csi``)."""
-    explicit = os.environ.get("CSI_HOME")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
-    return Path(base) / "csi"
 
 
 def default_layout() -> Path:
@@ -210,9 +202,6 @@ def _verify_by_pull(result: PushResult, archive: str, options: RegistryOptions |
 def _hash_if_needed(blob: ArchiveBlob) -> ArchiveBlob:
     if blob.sha256:
         return blob
-    digest = hashlib.sha256()
     with open(blob.path, "rb", buffering=0) as f:
-        while data := f.read(4 << 20):
-            digest.update(data)
-    return replace(blob, sha256=digest.hexdigest())
+        return replace(blob, sha256=hashlib.file_digest(f, "sha256").hexdigest())
 

@@ -222,11 +222,8 @@ def _from_dir(copy: str, dest: str, *, overwrite: bool) -> PullResult:
                       reassembled=True)
 
 def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb", buffering=0) as f:
-        while data := f.read(4 << 20):
-            digest.update(data)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _read(path: str) -> str:

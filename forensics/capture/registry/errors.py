@@ -7,12 +7,13 @@ it is evidence: a failed push never removes or changes it.
 from __future__ import annotations
 
 from forensics.errors import CsiError
+from forensics.status import ExitStatus
 
 
 class RegistryError(CsiError):
     """A push or pull failed; the archive on disk is untouched."""
 
-    exit_code = 3
+    exit_code = ExitStatus.EXTERNAL
 
 
 class RegistryUnavailableError(RegistryError):
@@ -48,7 +49,7 @@ class LocalStorageError(RegistryError):
 class BadReferenceError(RegistryError):
     """An image reference cannot be parsed."""
 
-    exit_code = 2
+    exit_code = ExitStatus.USAGE
 
 
 # ToolError (an external tool failed) lives with the subprocess wrapper; re-exported here.
