@@ -27,7 +27,7 @@ if Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 from forensics.cli.guard import guarded
 from forensics.cli.serve_cmds import LOG_FORMAT
 from forensics.receiver.config import load_serve_config
-from forensics.receiver.logs import OneLineFormatter
+from forensics.receiver.logs import setup_logging
 from forensics.receiver.server import build_service, serve_forever
 
 
@@ -35,9 +35,7 @@ def main(spec: str) -> int:
     module, _, name = spec.partition(":")
     run_capture = getattr(importlib.import_module(module), name)
     config = load_serve_config(None, {})
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(OneLineFormatter(LOG_FORMAT))
-    logging.basicConfig(level=config.log_level.upper(), handlers=[handler])
+    setup_logging(config.log_level, config.log_format, LOG_FORMAT)  # as csi serve does
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING if not config.access_log
                                                  else logging.INFO)
     service = build_service(config, run_capture=run_capture)
