@@ -102,7 +102,7 @@ def curl_put(archive: Path, sha: str, host: str) -> tuple[float, float]:
 
 
 def buildah_sequence(archive: Path, host: str) -> tuple[float, float]:
-    """The buildah sequence (see forensics/capture/registry/buildah.py), as a shell
+    """The buildah sequence (see forensics/storage/buildah.py), as a shell
     would run it (timed as a whole).
 
     (buildah 1.28 gzips the layer when pushing to a registry, with or

@@ -43,7 +43,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from forensics.capture.request import CaptureRequest, CaptureResult  # noqa: E402
+from forensics.orchestration.request import CaptureRequest, CaptureResult  # noqa: E402
 
 FALCO = ROOT / "tests" / "data" / "falco"
 TOKEN = "bench-token-0123456789abcdef"

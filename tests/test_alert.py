@@ -26,11 +26,11 @@ from forensics.alert import (
 from forensics.analysis.base import Options
 from forensics.analysis.runner import analyze
 from forensics.archive.checkpoint import Checkpoint
-from forensics.capture import argo
-from forensics.capture.request import CaptureRequest, Target
-from forensics.capture.steps import StepInput
 from forensics.cli.main import main
 from forensics.errors import UsageError
+from forensics.orchestration import argo
+from forensics.orchestration.request import CaptureRequest, Target
+from forensics.orchestration.steps import StepInput
 from forensics.receiver import falco
 from forensics.receiver.journal import Journal, Settlement
 from forensics.receiver.policy import load_policy

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from forensics.analysis.worker import EXIT_OUT_OF_MEMORY
 from forensics.capture.errors import CaptureError
-from forensics.capture.registry.errors import RegistryError
-from forensics.capture.steps import EX_TEMPFAIL, TemporaryFailure
 from forensics.errors import CsiError, UsageError
+from forensics.orchestration.steps import EX_TEMPFAIL, TemporaryFailure
 from forensics.receiver.policy import PolicyError
 from forensics.report.errors import ReportNotFound
 from forensics.status import ExitStatus
+from forensics.storage.errors import RegistryError
 from workflows.capture import TEMPFAIL
 
 

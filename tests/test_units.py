@@ -83,8 +83,8 @@ def test_human_size(n: int | None, text: str) -> None:
 
 
 def test_one_csi_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from forensics.capture.registry import csi_home as registry_home
-    from forensics.report.home import csi_home as report_home
+    from forensics.home import csi_home as report_home
+    from forensics.storage import csi_home as registry_home
 
     assert registry_home is report_home is csi_home
     monkeypatch.setenv("CSI_HOME", str(tmp_path / "h"))
@@ -100,7 +100,7 @@ def test_one_csi_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_one_kubelet_directory() -> None:
     from forensics.archive.listing import DEFAULT_DIR
     from forensics.capture.kubelet import CHECKPOINT_DIR
-    from forensics.capture.pipeline import Settings
+    from forensics.orchestration.pipeline import Settings
     from forensics.receiver.config import ServeConfig
 
     assert KUBELET_CHECKPOINT_DIR == "/var/lib/kubelet/checkpoints"

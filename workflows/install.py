@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from forensics.capture.argo import ArgoSettings
 from forensics.capture.errors import CaptureError
+from forensics.orchestration.argo import ArgoSettings
 
 GROUP, VERSION, PLURAL = "argoproj.io", "v1alpha1", "workflowtemplates"
 
@@ -67,7 +67,7 @@ def install_via_argo(document: dict[str, Any], settings: ArgoSettings) -> str:
         WorkflowTemplateUpdateRequest,
     )
 
-    from forensics.capture.argo import argo_errors, service
+    from forensics.orchestration.argo import argo_errors, service
 
     namespace = settings.namespace
     name = str(document["metadata"]["name"])

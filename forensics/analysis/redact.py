@@ -100,7 +100,7 @@ def installation_key(home: Path | None = None) -> bytes:
     text = os.environ.get(KEY_ENV)
     if text:
         return text.encode()
-    from forensics.report.home import csi_home  # a path fact; the key lives with the others
+    from forensics.home import csi_home  # a path fact; the key lives with the others
 
     path = (home or csi_home()) / KEY_FILE
     cached = _keys.get(str(path))
@@ -111,7 +111,7 @@ def installation_key(home: Path | None = None) -> bytes:
 
 def _load_or_create(path: Path) -> bytes:
     from forensics.errors import CsiError
-    from forensics.report.home import private_dir, warn_if_readable
+    from forensics.home import private_dir, warn_if_readable
 
     try:
         key = path.read_bytes()

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from forensics.capture.errors import CaptureError
-from forensics.capture.registry.errors import ToolError
-from forensics.capture.run import run
 from forensics.names import container_id_problem, podman_ref_problem, require
+from forensics.run import run
+from forensics.storage.errors import ToolError
 
 CHECKPOINT_TIMEOUT = 900.0
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")

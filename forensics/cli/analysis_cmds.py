@@ -78,7 +78,7 @@ def analyze(archive: str | None, alert_path: str | None, yara_files: tuple[str, 
         # single task of an analysis, and it runs beside these imports
         from forensics.analysis.base import Options
         from forensics.analysis.runner import analyze as run_analysis
-        from forensics.report.findings import findings_markdown, findings_tree
+        from forensics.views.findings_text import findings_markdown, findings_tree
 
         options = Options(alert=alert, yara_rules=list(yara_files), reveal=reveal)
         analysis = run_analysis(ckpt, options, list(names))
@@ -114,8 +114,8 @@ def local_archive(arg: str) -> Iterator[tuple[str, Any]]:
     if os.path.exists(arg) or not (arg.startswith("oci:") or "/" in arg):
         yield arg, None
         return
-    from forensics.capture.registry.api import pull_archive
-    from forensics.capture.registry.reference import parse_target
+    from forensics.storage.api import pull_archive
+    from forensics.storage.reference import parse_target
 
     try:
         parse_target(arg)

@@ -12,7 +12,7 @@ from forensics.cli.output import dump, output_option
 
 if TYPE_CHECKING:
     from forensics.archive.checkpoint import Checkpoint
-    from forensics.report.inspect import Sections
+    from forensics.views.checkpoint_json import Sections
 
 # Heavier modules (CRIU decoding, rich) are imported inside the commands, so
 # that `csi` starts fast whatever the command.
@@ -35,8 +35,8 @@ def _collect(paths: tuple[str, ...], build: Callable[[Checkpoint], dict[str, Any
 @output_option()
 def show(archives: tuple[str, ...], fmt: str) -> None:
     """Overview of checkpoint archives: container, image, engine, sizes, pod."""
-    from forensics.report import terminal
-    from forensics.report.inspect import Sections, inspect_dict
+    from forensics.views import checkpoint_terminal as terminal
+    from forensics.views.checkpoint_json import Sections, inspect_dict
 
     rows = _collect(archives, lambda c: inspect_dict(c, Sections()))
     if fmt != "text":
@@ -72,8 +72,8 @@ def inspect(archives: tuple[str, ...], everything: bool, pid: int | None, fmt: s
     redacted unless --reveal is given.
     """
     from forensics.analysis.redact import Redactor
-    from forensics.report import terminal
-    from forensics.report.inspect import Sections
+    from forensics.views import checkpoint_terminal as terminal
+    from forensics.views.checkpoint_json import Sections
 
     if everything:
         sections = Sections.everything(pid)
@@ -97,7 +97,7 @@ def inspect(archives: tuple[str, ...], everything: bool, pid: int | None, fmt: s
 
 
 def _checked_inspect(ckpt: Checkpoint, sections: Sections) -> dict[str, Any]:
-    from forensics.report.inspect import inspect_dict
+    from forensics.views.checkpoint_json import inspect_dict
 
     if sections.pid is not None and ckpt.process(sections.pid) is None:
         pids = ", ".join(str(p.pid) for p in ckpt.processes) or "none"
@@ -111,7 +111,7 @@ def _checked_inspect(ckpt: Checkpoint, sections: Sections) -> dict[str, Any]:
 def list_cmd(folders: tuple[str, ...], fmt: str) -> None:
     """Checkpoint archives in FOLDERS (default: the kubelet's /var/lib/kubelet/checkpoints)."""
     from forensics.archive.listing import DEFAULT_DIR, scan
-    from forensics.report import terminal
+    from forensics.views import checkpoint_terminal as terminal
 
     found, warnings = scan(list(folders) or [DEFAULT_DIR])
     rows = [c.as_dict() for c in found]

@@ -101,9 +101,9 @@ def pod(name: str, namespace: str | None, container: str | None, all_containers:
     """Checkpoint a pod's container(s) through the kubelet Checkpoint API (here, or with
     --via argo as an Argo Workflow in the cluster)."""
     from forensics.capture.kube import connect
-    from forensics.capture.pipeline import Settings, run_capture
-    from forensics.capture.request import CaptureRequest, Target, Trigger
     from forensics.names import require_k8s
+    from forensics.orchestration.pipeline import Settings, run_capture
+    from forensics.orchestration.request import CaptureRequest, Target, Trigger
     from forensics.report.provenance import current_user
 
     require_k8s(pod=name, namespace=namespace, container=container)  # before any API call
@@ -161,8 +161,8 @@ def _via_argo(name: str, namespace: str | None, container: str | None, all_conta
               wait: bool, dry_run: bool, output: str, progress: Any) -> None:
     """Submit csi-capture per container (the pod is resolved through Kubernetes only when
     -n and -c do not name it), then follow each Workflow."""
-    from forensics.capture import argo
-    from forensics.capture.request import CaptureRequest, Target, Trigger
+    from forensics.orchestration import argo
+    from forensics.orchestration.request import CaptureRequest, Target, Trigger
     from forensics.report.provenance import current_user
 
     node = ""
@@ -217,9 +217,9 @@ def _via_argo(name: str, namespace: str | None, container: str | None, all_conta
 def container_cmd(name: str, runtime: str, reason: str, registry: str | None, backend: str,
                   analyze: bool, keep_archive: bool, output: str) -> None:
     """Checkpoint a container on this Podman host (no Kubernetes)."""
-    from forensics.capture.pipeline import Settings, run_capture
-    from forensics.capture.request import CaptureRequest, Target, Trigger
     from forensics.names import podman_ref_problem, require
+    from forensics.orchestration.pipeline import Settings, run_capture
+    from forensics.orchestration.request import CaptureRequest, Target, Trigger
     from forensics.report.provenance import current_user
 
     require(podman_ref_problem, "podman container name or id", name)  # before podman runs

@@ -1,7 +1,7 @@
 """Progress bars for blob transfers (push, pull, capture) on a terminal, and nothing else.
 
 The registry backends report ``progress(bytes_done, bytes_total)`` as a blob
-moves (:data:`forensics.capture.registry.base.Progress`). :func:`transfer_bars`
+moves (:data:`forensics.storage.base.Progress`). :func:`transfer_bars`
 gives such a hook drawing a rich bar on stderr when stderr is a terminal, and
 ``None`` otherwise: piped or logged output gets no escape codes, and the
 transfer no calls at all.

@@ -12,7 +12,7 @@ from forensics.cli.output import dump, output_option
 from forensics.cli.progress import transfer_bars
 
 if TYPE_CHECKING:
-    from forensics.capture.registry.base import RegistryOptions
+    from forensics.storage.base import RegistryOptions
 
 # The registry modules (requests, urllib3) are imported inside the commands.
 
@@ -51,7 +51,7 @@ def _access_options(func: Callable[..., Any]) -> Callable[..., Any]:
 def _registry_options(plain_http: bool, tls_verify: bool, ca_file: str | None,
                       cert_file: str | None, key_file: str | None, authfile: str | None,
                       creds: str | None, chunk_size: int = 0) -> RegistryOptions:
-    from forensics.capture.registry.base import RegistryOptions
+    from forensics.storage.base import RegistryOptions
 
     user = password = None
     if creds is not None:
@@ -84,7 +84,7 @@ def push(archive: str, ref: str | None, sha256: str | None, alert_rule: str, nod
     the archive's sha256); the annotations CRI-O, containerd and Podman look
     for are set, with csi's own. The archive is never changed.
     """
-    from forensics.capture.registry.api import push_archive
+    from forensics.storage.api import push_archive
 
     options = _registry_options(chunk_size=chunk_size, **access)
     with transfer_bars("push") as bars:
@@ -123,7 +123,7 @@ def pull(ref: str, output: str, force: bool, backend: str, fmt: str, **access: A
     $CSI_REGISTRY_DEADLINE s (default 300) plus its size at that rate ends
     with an error.
     """
-    from forensics.capture.registry.api import pull_archive
+    from forensics.storage.api import pull_archive
 
     with transfer_bars("pull") as bars:
         result = pull_archive(ref, output, backend=backend,

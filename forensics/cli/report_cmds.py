@@ -66,7 +66,7 @@ def list_reports(namespace: str | None, pod: str | None, since: str | None,
         click.echo(f"no reports{' match' if total == 0 and store.index_path.exists() else ''} "
                    f"(store: {store.root})")
         return
-    from forensics.report.show import list_lines, list_table
+    from forensics.views.report_terminal import list_lines, list_table
 
     if len(rows) > PLAIN_ABOVE:  # rich takes about a millisecond a row
         click.echo("\n".join(list_lines(rows, total)))
@@ -95,7 +95,7 @@ def show(report_id: str) -> None:
     ID is a report's ID, a unique prefix of one, or `latest`.
     """
     from forensics.report.errors import ReportError
-    from forensics.report.show import report_view
+    from forensics.views.report_terminal import report_view
 
     doc, _ = _load(report_id)
     try:

@@ -22,8 +22,8 @@ log = logging.getLogger("csi.step")
 LOG_FORMAT = "%(asctime)s csi step %(levelname)s %(message)s"
 
 if TYPE_CHECKING:
-    from forensics.capture.pipeline import Settings
-    from forensics.capture.steps import Outputs, StepInput
+    from forensics.orchestration.pipeline import Settings
+    from forensics.orchestration.steps import Outputs, StepInput
 
 
 _LOG_FORMAT = click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
@@ -62,9 +62,9 @@ def _target_options(f: Any) -> Any:
 
 def _run(output_dir: str, call: Callable[[], Outputs]) -> None:
     """Run one step; a temporary CsiError becomes exit status 75, outputs go to files."""
-    from forensics.capture.steps import TemporaryFailure, write_outputs
     from forensics.cli.common import dump_json
     from forensics.errors import CsiError
+    from forensics.orchestration.steps import TemporaryFailure, write_outputs
 
     name = click.get_current_context().info_name
     log.info("step %s: started", name)
@@ -82,8 +82,8 @@ def _run(output_dir: str, call: Callable[[], Outputs]) -> None:
 
 
 def _context(kw: dict[str, Any]) -> tuple[StepInput, Settings]:
-    from forensics.capture.pipeline import Settings
-    from forensics.capture.steps import StepInput
+    from forensics.orchestration.pipeline import Settings
+    from forensics.orchestration.steps import StepInput
     _logging(kw.pop("log_format"))
     step = StepInput(kw.pop("namespace"), kw.pop("pod"), kw.pop("container"), kw.pop("node"),
                      kw.pop("reason"), kw.pop("alert"), kw.pop("registry"))
@@ -101,7 +101,7 @@ def step() -> None:
 @_target_options
 def checkpoint_cmd(**kw: Any) -> None:
     """Ask the kubelet, through the API server proxy, to checkpoint the container."""
-    from forensics.capture import steps
+    from forensics.orchestration import steps
 
     output_dir = kw.pop("output_dir")
     stepin, settings = _context(kw)
@@ -113,7 +113,7 @@ def checkpoint_cmd(**kw: Any) -> None:
 @click.option("--archive", required=True, help="The archive's path on this node.")
 def collect_push_cmd(archive: str, **kw: Any) -> None:
     """On the archive's node: hash it and push it as a checkpoint image (kept on the node)."""
-    from forensics.capture import steps
+    from forensics.orchestration import steps
 
     output_dir = kw.pop("output_dir")
     stepin, settings = _context(kw)
@@ -139,7 +139,7 @@ def analyze_cmd(image_ref: str, manifest_digest: str, sha256: str, size: int, ar
     """Pull by digest, verify the sha256, run the analyzers, write the signed report."""
     import os
 
-    from forensics.capture import steps
+    from forensics.orchestration import steps
 
     output_dir = kw.pop("output_dir")
     stepin, settings = _context(kw)
@@ -162,8 +162,8 @@ def analyze_cmd(image_ref: str, manifest_digest: str, sha256: str, size: int, ar
 def cleanup_cmd(archive: str, image_ref: str, sha256: str, backend: str, checkpoint_dir: str,
                 output_dir: str, log_format: str) -> None:
     """Delete the node's archive after a verified push; keep it otherwise."""
-    from forensics.capture import steps
-    from forensics.capture.pipeline import Settings
+    from forensics.orchestration import steps
+    from forensics.orchestration.pipeline import Settings
 
     _logging(log_format)
     settings = Settings(registry_backend=backend, checkpoint_dir=checkpoint_dir)

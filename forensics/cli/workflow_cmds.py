@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from forensics.capture.argo import ArgoSettings
+    from forensics.orchestration.argo import ArgoSettings
 
 _BACKEND = click.option("--backend", type=click.Choice(["native", "buildah"]), default="native",
                         show_default=True, help="How collect-push pushes (buildah: privileged).")
@@ -35,7 +35,7 @@ def argo_options(f: Any) -> Any:
 
 def argo_settings(server: str, namespace: str, token_file: str | None, ca_file: str | None,
                   insecure: bool) -> ArgoSettings:
-    from forensics.capture.argo import ArgoSettings, read_token
+    from forensics.orchestration.argo import ArgoSettings, read_token
 
     verify: bool | str = False if insecure else (ca_file or True)
     return ArgoSettings(server=server, namespace=namespace, token=read_token(token_file),

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from forensics.errors import UsageError
-from forensics.report.home import warn_if_readable
+from forensics.home import warn_if_readable
 
 SIGNATURE_HEADER = "X-CSI-Signature"
 log = logging.getLogger("csi.receiver")

@@ -1,13 +1,13 @@
 """Executors: who runs a capture request once the receiver has admitted it.
 
-An :class:`Executor` takes a journaled :class:`~forensics.capture.request.CaptureRequest`
+An :class:`Executor` takes a journaled :class:`~forensics.orchestration.request.CaptureRequest`
 (``submit``, which must not block) and says whether it can take work
 (``readiness``: None when ready, else why not). Results go back to the journal.
 
 * :class:`LocalExecutor` (the embedded default) runs the capture pipeline
   in-process on ``max_cluster`` worker threads, at most ``max_per_node`` at a
   time on one node (:class:`~forensics.receiver.guards.Slots`), against the
-  backend the request names. The pipeline is ``forensics.capture.pipeline.run_capture``,
+  backend the request names. The pipeline is ``forensics.orchestration.pipeline.run_capture``,
   imported at first use. Tests and benchmarks inject another function with the
   same signature through the constructor (or ``build_service(run_capture=…)``;
   tests/serve_with.py for a ``csi serve`` subprocess); no serve setting or
@@ -34,17 +34,17 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from forensics.capture.request import CaptureRequest, CaptureResult
 from forensics.errors import CsiError, UsageError
+from forensics.orchestration.request import CaptureRequest, CaptureResult
 from forensics.receiver.guards import Slots
 from forensics.receiver.journal import Journal
 
 if TYPE_CHECKING:
-    from forensics.capture.argo import ArgoSettings
+    from forensics.orchestration.argo import ArgoSettings
 
 RunCapture = Callable[[CaptureRequest], CaptureResult]
 Finished = Callable[[CaptureRequest, str, float], None]  # request, state, seconds
-DEFAULT_RUN_CAPTURE = "forensics.capture.pipeline:run_capture"
+DEFAULT_RUN_CAPTURE = "forensics.orchestration.pipeline:run_capture"
 EXECUTORS = ("local", "argo")
 log = logging.getLogger("csi.receiver")
 
@@ -234,7 +234,7 @@ def argo_run_capture(settings: ArgoSettings) -> RunCapture:
     """A capture function that runs the capture as a ``csi-capture`` Workflow and waits."""
 
     def run(request: CaptureRequest) -> CaptureResult:
-        from forensics.capture import argo
+        from forensics.orchestration import argo
 
         name = argo.submit_capture(request, settings)  # finds an earlier one by fingerprint
         done = argo.check(argo.follow(name, settings))

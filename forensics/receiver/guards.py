@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from forensics.capture.request import Target
+from forensics.orchestration.request import Target
 from forensics.units import parse_duration as parse_duration  # the one duration grammar
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$")

@@ -35,8 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from forensics.alert import Alert, InvalidAlert, decode_alert
-from forensics.capture.request import CaptureRequest, CaptureResult, Target
 from forensics.errors import CsiError
+from forensics.home import private_db
+from forensics.orchestration.request import CaptureRequest, CaptureResult, Target
 from forensics.receiver.policy import Decision, decision_json
 from forensics.receiver.schema import (
     ALERT_ROW,
@@ -46,7 +47,6 @@ from forensics.receiver.schema import (
     checkpoint_loop,
     migrate,
 )
-from forensics.report.home import private_db
 
 SYNC_MODES = {"normal": "NORMAL", "full": "FULL"}
 CAPTURE_STATES = ("queued", "running", "done", "failed")

@@ -34,8 +34,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from forensics.capture.request import Backend, Target
 from forensics.errors import CsiError
+from forensics.orchestration.request import Backend, Target
 from forensics.receiver.falco import SEVERITY, Alert, FieldValue, InvalidAlert, canonical_priority
 from forensics.receiver.guards import GuardConfig, parse_guards
 from forensics.receiver.targets import Unresolved, resolve_target, target_dict

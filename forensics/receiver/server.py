@@ -24,7 +24,7 @@ from typing import Any, cast
 
 from aiohttp import web
 
-from forensics.capture.request import Backend
+from forensics.orchestration.request import Backend
 from forensics.receiver.app import build_app
 from forensics.receiver.auth import Authenticator, build_authenticator, server_ssl_context
 from forensics.receiver.config import ServeConfig
@@ -50,7 +50,7 @@ class Service:
 
 def pipeline_for(config: ServeConfig) -> RunCapture:
     """The real capture pipeline, configured from ``csi serve``'s settings."""
-    from forensics.capture.pipeline import Settings, run_capture
+    from forensics.orchestration.pipeline import Settings, run_capture
 
     if config.home:
         os.environ["CSI_HOME"] = config.home  # the pipeline's stores follow the csi home
@@ -63,7 +63,7 @@ def argo_for(config: ServeConfig) -> RunCapture | None:
     """Captures as csi-capture Workflows on the configured Argo Server (None: not set)."""
     if not config.argo_server:
         return None
-    from forensics.capture.argo import ArgoSettings, read_token, server_url
+    from forensics.orchestration.argo import ArgoSettings, read_token, server_url
     from forensics.receiver.executor import argo_run_capture
 
     settings = ArgoSettings(server=server_url(config.argo_server),

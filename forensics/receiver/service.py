@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from forensics.capture.request import Backend, CaptureRequest, Trigger
+from forensics.orchestration.request import Backend, CaptureRequest, Trigger
 from forensics.receiver.executor import Executor
 from forensics.receiver.falco import Alert, InvalidAlert, InvalidJson, decode_alert
 from forensics.receiver.guards import Guards

@@ -1,4 +1,4 @@
-"""Which container an alert names: a :class:`~forensics.capture.request.Target`, or why none.
+"""Which container an alert names: a :class:`~forensics.orchestration.request.Target`, or why none.
 
 Kubernetes: ``k8s.ns.name`` + ``k8s.pod.name`` + ``container.name``, the node
 from ``hostname`` (the node name under Falco's Helm chart). When only
@@ -21,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
-from forensics.capture.request import Backend, Target
 from forensics.names import (
     container_id_problem,
     container_problem,
@@ -30,6 +29,7 @@ from forensics.names import (
     pod_problem,
     podman_name_problem,
 )
+from forensics.orchestration.request import Backend, Target
 from forensics.receiver.falco import Alert
 
 CONTAINER_FIELDS = ("container.id", "container.name", "k8s.pod.name", "k8s.ns.name")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from forensics.archive.proctree import Elided
-from forensics.report import views as v
+from forensics.report import phrases as v
 from forensics.report.htmlkit import Safe, esc, join, table, tag, value, void
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'none'"

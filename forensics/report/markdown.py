@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from forensics.archive.proctree import Elided
-from forensics.report import views as v
+from forensics.report import phrases as v
 from forensics.visible import visible
 
 _SPECIAL = re.compile(r"([\\`*_\[\]|~:])")  # ':' too: no autolinks in archive text

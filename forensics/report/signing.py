@@ -30,9 +30,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from forensics.home import csi_home, private_dir, warn_if_readable
 from forensics.report.canonical import canonical_bytes, part_digests
 from forensics.report.errors import ReportError
-from forensics.report.home import csi_home, private_dir, warn_if_readable
 
 ALGORITHM = "Ed25519"
 CANONICALIZATION = "RFC 8785 (JCS)"

@@ -1,6 +1,6 @@
 """The report store: one directory per report, indexed by an SQLite database.
 
-Layout under ``$CSI_HOME/reports`` (see :func:`~forensics.report.home.csi_home`)::
+Layout under ``$CSI_HOME/reports`` (see :func:`~forensics.home.csi_home`)::
 
     index.sqlite3          the index (WAL mode), schema versions in schema_migrations
     <id>/report.json       the signed JSON of record (canonical bytes)
@@ -34,9 +34,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from forensics.home import csi_home, open_private, private_db, private_dir
 from forensics.migrations import Migration, apply_migrations, schema_version
 from forensics.report.errors import ReportError, ReportNotFound
-from forensics.report.home import csi_home, open_private, private_db, private_dir
 from forensics.trigger import ALERT_KINDS
 from forensics.units import parse_duration
 

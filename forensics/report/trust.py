@@ -25,8 +25,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from forensics.home import csi_home
 from forensics.report.errors import ReportError
-from forensics.report.home import csi_home
 from forensics.report.signing import fingerprint, load_signing_key
 
 TRUSTED_KEYS_FILE = "trusted-keys"

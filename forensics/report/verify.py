@@ -257,8 +257,8 @@ def _stored_archive(document: dict[str, Any], ref: str, result: Verification) ->
     """Pull the captured archive back from where the capture stored it, and check it."""
     import tempfile
 
-    from forensics.capture.registry.api import pull_archive
     from forensics.errors import CsiError
+    from forensics.storage.api import pull_archive
 
     recorded = document["custody"]["archive"]
     with tempfile.TemporaryDirectory(prefix="csi-verify-") as tmp:

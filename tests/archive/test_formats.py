@@ -15,7 +15,7 @@ import zstandard
 
 from forensics.archive.checkpoint import Checkpoint
 from forensics.archive.source import sniff_compression
-from forensics.report.inspect import Sections, inspect_dict
+from forensics.views.checkpoint_json import Sections, inspect_dict
 from tests.archive_tools import rebuild_tar
 from tests.conftest import CRIU41, PAYMENTS, archive_path, truth_for
 

@@ -52,7 +52,7 @@ from forensics.archive.memory import Pagemap, ProcessMemory, parse_pagemap
 from forensics.archive.processes import describe_file, make_socket
 from forensics.archive.source import ArchiveSource, Member
 from forensics.errors import CriuImageError, CsiError
-from forensics.report.inspect import Sections, inspect_dict
+from forensics.views.checkpoint_json import Sections, inspect_dict
 from tests.conftest import ARCHIVES, LISTENER, PAYMENTS, archive_path
 
 EXAMPLES = int(os.environ.get("CSI_FUZZ_EXAMPLES", "10000"))

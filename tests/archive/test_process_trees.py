@@ -25,7 +25,7 @@ import pytest
 from forensics.archive.checkpoint import Checkpoint
 from forensics.archive.criu.wire import encode_field
 from forensics.cli.main import main
-from forensics.report.inspect import Sections, inspect_dict
+from forensics.views.checkpoint_json import Sections, inspect_dict
 from tests.archive_tools import rebuild_tar
 from tests.conftest import LISTENER, archive_path
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from forensics.capture.registry.base import RegistryOptions
+from forensics.storage.base import RegistryOptions
 from tests.capture.servers import REGISTRY, Registry, have
 from tests.conftest import archive_path
 

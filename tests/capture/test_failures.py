@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from forensics.capture.registry import RegistryOptions, pull_archive, push_archive
-from forensics.capture.registry import upload as upload_module
-from forensics.capture.registry.errors import (
+from forensics.cli.main import main
+from forensics.storage import RegistryOptions, pull_archive, push_archive
+from forensics.storage import upload as upload_module
+from forensics.storage.errors import (
     LocalStorageError,
     RegistryStorageFullError,
     RegistryUnavailableError,
 )
-from forensics.capture.registry.streams import FileWindow
-from forensics.cli.main import main
+from forensics.storage.streams import FileWindow
 from tests.capture.conftest import PLAIN, SMALL, sha256_file
 from tests.capture.servers import Registry, free_port
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from forensics.capture.kubelet import ApiServerProxy, KubeletClient, KubeletDirect
-from forensics.capture.registry import pull_archive, push_archive
 from forensics.cli.main import main
 from forensics.names import InvalidName
+from forensics.storage import pull_archive, push_archive
 from tests.capture.conftest import KUBELET, PLAIN, need
 from tests.capture.servers import Registry
 from tests.doubles.cluster import Container, Pod
@@ -136,8 +136,8 @@ def test_podman_checkpoint_of_latest_never_runs_podman(
 
 def test_auth_file_credential_helper_path_runs_no_program(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from forensics.capture.registry.auth import find_credentials
-    from forensics.capture.registry.errors import RegistryAuthError
+    from forensics.storage.auth import find_credentials
+    from forensics.storage.errors import RegistryAuthError
 
     marker = tmp_path / "ran"
     helper = ("#!/bin/sh\ntouch " + str(marker) + "\n"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from forensics.capture.registry import pull_archive, push_archive
+from forensics.storage import pull_archive, push_archive
 from tests.capture.conftest import PLAIN, need, sha256_file
 from tests.capture.servers import Registry
 

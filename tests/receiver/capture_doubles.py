@@ -1,4 +1,4 @@
-"""Test-only capture pipelines: stand-ins for ``forensics.capture.pipeline.run_capture``.
+"""Test-only capture pipelines: stand-ins for ``forensics.orchestration.pipeline.run_capture``.
 
 Test-only wiring: injected through ``build_service(run_capture=…)``, or into a
 ``csi serve`` subprocess by the harness ``tests/serve_with.py
@@ -24,8 +24,8 @@ import threading
 import time
 from pathlib import Path
 
-from forensics.capture.request import CaptureRequest, CaptureResult
 from forensics.errors import CsiError
+from forensics.orchestration.request import CaptureRequest, CaptureResult
 
 FIXTURE_PODS = {("prod", "shop-frontend-7d9c6b5f4-x2x9q"), ("payments",
                                                             "payments-api-5b8f7c9d8-qq7lm")}

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from forensics.capture.request import CaptureRequest, CaptureResult
 from forensics.errors import CsiError
+from forensics.orchestration.request import CaptureRequest, CaptureResult
 from forensics.receiver.config import ServeConfig
 from forensics.receiver.policy import Policy
 from forensics.receiver.server import Service, build_service, serving

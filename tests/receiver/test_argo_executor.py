@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import requests
 
-from forensics.capture import argo
-from forensics.capture.argo import ArgoSettings
+from forensics.orchestration import argo
+from forensics.orchestration.argo import ArgoSettings
 from forensics.receiver.config import ServeConfig
 from tests.doubles.argo_play import failing_script
 from tests.doubles.argo_server import Account, ArgoServerDouble

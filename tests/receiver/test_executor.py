@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from forensics.capture.request import CaptureRequest, CaptureResult, Target, Trigger
 from forensics.errors import CsiError, UsageError
+from forensics.orchestration.request import CaptureRequest, CaptureResult, Target, Trigger
 from forensics.receiver.executor import (
     ExecutorUnavailable,
     LocalExecutor,

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from forensics.capture.request import Target
+from forensics.orchestration.request import Target
 from forensics.receiver.guards import GuardConfig, Guards, Slots, parse_duration, parse_rate
 
 WIDE = GuardConfig(dedup_window=300, cooldown=900, max_per_node=100, max_cluster=100,

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 import requests
 
-from forensics.capture.request import Target
+from forensics.orchestration.request import Target
 from forensics.receiver.auth import sign
 from forensics.receiver.config import ServeConfig
 from tests.receiver.conftest import (

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from forensics.capture.request import CaptureRequest, CaptureResult, Trigger
+from forensics.orchestration.request import CaptureRequest, CaptureResult, Trigger
 from forensics.receiver import journal as journal_module
 from forensics.receiver.falco import decode_alert
 from forensics.receiver.journal import Journal, JournalError, Settlement

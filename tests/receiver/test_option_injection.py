@@ -25,7 +25,6 @@ import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forensics.capture.request import Backend
 from forensics.names import (
     container_id_problem,
     container_problem,
@@ -33,6 +32,7 @@ from forensics.names import (
     pod_problem,
     podman_ref_problem,
 )
+from forensics.orchestration.request import Backend
 from forensics.receiver.config import ServeConfig
 from forensics.receiver.falco import parse_alert
 from forensics.receiver.targets import Unresolved, resolve_target

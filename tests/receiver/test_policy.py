@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from forensics.capture.request import Target
+from forensics.orchestration.request import Target
 from forensics.receiver.falco import parse_alert
 from forensics.receiver.policy import Decision, PolicyError, load_policy, parse_policy
 from forensics.receiver.targets import resolve_target

@@ -15,10 +15,10 @@ from typing import ClassVar
 
 import pytest
 
+from forensics.report.phrases import title
 from forensics.report.publish import save_report
 from forensics.report.signing import SigningKey
 from forensics.report.store import ReportStore
-from forensics.report.views import title
 from tests.conftest import PAYMENTS
 from tests.report.conftest import Built, build
 from tests.report.hostile import hostile_archive

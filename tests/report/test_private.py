@@ -84,7 +84,7 @@ def test_serve_token_file_readable_by_others_warns_once(tmp_path: Path) -> None:
 
 
 def test_a_csi_home_set_to_a_shared_folder_is_not_narrowed(tmp_path: Path) -> None:
-    from forensics.report.home import private_dir
+    from forensics.home import private_dir
 
     shared = tmp_path / "shared-tmp"
     shared.mkdir()

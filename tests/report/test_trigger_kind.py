@@ -11,14 +11,14 @@ import pytest
 from forensics.analysis.base import Options
 from forensics.analysis.runner import analyze
 from forensics.archive.checkpoint import Checkpoint
-from forensics.capture.request import Trigger as RequestTrigger
+from forensics.orchestration.request import Trigger as RequestTrigger
 from forensics.report.builder import build_report
+from forensics.report.phrases import trigger_lines
 from forensics.report.provenance import Provenance, Trigger, trigger_dict
 from forensics.report.publish import save_report
 from forensics.report.signing import SigningKey
 from forensics.report.store import ReportStore, trigger_text
 from forensics.report.verify import verify_report
-from forensics.report.views import trigger_lines
 from forensics.trigger import Trigger as LowTrigger
 from tests.conftest import SHOP, archive_path
 from tests.report.conftest import alert_for

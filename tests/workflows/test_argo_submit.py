@@ -11,10 +11,10 @@ import pytest
 import requests
 
 from forensics.alert import alert_from_json
-from forensics.capture import argo
-from forensics.capture.argo import ArgoServerError, ArgoSettings, ArgoUnreachable
-from forensics.capture.request import CaptureRequest, Target, Trigger
 from forensics.cli.main import main
+from forensics.orchestration import argo
+from forensics.orchestration.argo import ArgoServerError, ArgoSettings, ArgoUnreachable
+from forensics.orchestration.request import CaptureRequest, Target, Trigger
 from tests.doubles.argo_play import failing_script, succeeding_script
 from tests.doubles.argo_server import (
     Account,
