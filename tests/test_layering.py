@@ -33,6 +33,10 @@ LAYERS: dict[str, int] = {
     "forensics.run": LOW,
     "forensics.alert": LOW,  # the typed Falco alert (issue 12 item 2)
     "forensics.trigger": LOW,
+    "forensics.paths": LOW,  # the csi home, the kubelet checkpoint directory
+    "forensics.units": LOW,  # durations and sizes
+    "forensics.status": LOW,  # ExitStatus
+    "forensics.migrations": LOW,  # the SQLite migration runner
     "forensics.archive": 1,
     "forensics.analysis": 2,
     "analyzers": 2,
