@@ -12,9 +12,10 @@ is what readers of stored reports accept.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from forensics.alert import Alert, alert_from_json
+if TYPE_CHECKING:  # lazy: start-up (views read ALERT_KINDS without decoding alerts)
+    from forensics.alert import Alert
 
 Kind = Literal["alert", "responder"]
 ALERT_KINDS = ("alert", "falco-alert")  # "falco-alert": reports written by csi < issue 12
@@ -64,5 +65,11 @@ class Trigger:
         alert = data.get("alert")
         return cls(kind=data["kind"], reason=data.get("reason") or "",
                    responder=data.get("responder") or "",
-                   alert=alert_from_json(alert) if alert is not None else None,
+                   alert=_alert(alert) if alert is not None else None,
                    policy=data.get("policy") or "")
+
+
+def _alert(data: Any) -> Alert:
+    from forensics.alert import alert_from_json  # lazy: start-up
+
+    return alert_from_json(data)

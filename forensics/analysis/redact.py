@@ -29,8 +29,6 @@ import hashlib
 import hmac
 import os
 import re
-import secrets
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -110,6 +108,9 @@ def installation_key(home: Path | None = None) -> bytes:
 
 
 def _load_or_create(path: Path) -> bytes:
+    import secrets  # lazy: start-up (inspect and show never make a key)
+    import tempfile
+
     from forensics.errors import CsiError
     from forensics.home import private_dir, warn_if_readable
 
