@@ -40,28 +40,28 @@ _PLAIN_HTTP_HINTS = ("wrong version number", "record layer failure", "unknown pr
                      "packet length too long")
 
 
-class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
-    """A connection whose socket the current :class:`~.limits.Transfer` can shut down."""
+class _Watched:
+    """Mixed into a urllib3 connection: the current :class:`~.limits.Transfer` can shut its
+    socket down."""
+
+    sock: Any
 
     def connect(self) -> None:
-        super().connect()
+        super().connect()  # type: ignore[misc]
         lim.register_socket(self.sock)
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         if self.sock is not None:
             lim.register_socket(self.sock)
-        super().request(*args, **kwargs)
+        super().request(*args, **kwargs)  # type: ignore[misc]
 
 
-class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
-    def connect(self) -> None:
-        super().connect()
-        lim.register_socket(self.sock)
+class _WatchedHTTPConnection(_Watched, urllib3.connection.HTTPConnection):
+    pass
 
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        if self.sock is not None:
-            lim.register_socket(self.sock)
-        super().request(*args, **kwargs)
+
+class _WatchedHTTPSConnection(_Watched, urllib3.connection.HTTPSConnection):
+    pass
 
 
 class _WatchedHTTPPool(urllib3.connectionpool.HTTPConnectionPool):
