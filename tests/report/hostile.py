@@ -14,8 +14,11 @@ IMG = "<img src=x onerror=alert(1)>"
 HOSTILE_PATHS = (f"tmp/{SCRIPT}", f"tmp/{IMG}")
 
 
-def hostile_archive(folder: Path) -> Path:
-    """A copy of the reverse-shell fixture whose rootfs diff holds two hostile file names."""
+def hostile_archive(folder: Path, paths: tuple[str, ...] = HOSTILE_PATHS,
+                    name: str = "hostile-payments.tar",
+                    tar_format: int = tarfile.GNU_FORMAT) -> Path:
+    """A copy of the reverse-shell fixture whose rootfs diff also holds ``paths`` (by default
+    two names that are HTML)."""
     src = archive_path(PAYMENTS)
     with tarfile.open(src) as outer:
         member = outer.extractfile("rootfs-diff.tar")
@@ -23,14 +26,14 @@ def hostile_archive(folder: Path) -> Path:
         original = member.read()
     buffer = io.BytesIO()
     with tarfile.open(fileobj=io.BytesIO(original)) as tin, \
-            tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tout:
+            tarfile.open(fileobj=buffer, mode="w", format=tar_format) as tout:
         for info in tin:
             tout.addfile(info, tin.extractfile(info) if info.isfile() else None)
-        for name in HOSTILE_PATHS:
+        for path in paths:
             data = b"#!/bin/sh\necho owned\n"
-            info = tarfile.TarInfo(name)
+            info = tarfile.TarInfo(path)
             info.size, info.mode, info.mtime = len(data), 0o755, 1795935000
             tout.addfile(info, io.BytesIO(data))
-    dst = folder / "hostile-payments.tar"
+    dst = folder / name
     rebuild_tar(src, str(dst), replace={"rootfs-diff.tar": buffer.getvalue()})
     return dst

@@ -11,7 +11,6 @@ JSON of record keeps the exact names.
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import tarfile
@@ -21,8 +20,8 @@ import pytest
 
 from forensics.cli.main import main
 from forensics.visible import visible
-from tests.archive_tools import rebuild_tar
 from tests.conftest import PAYMENTS, archive_path
+from tests.report.hostile import hostile_archive as planted
 
 TITLE = "tmp/\x1b]0;owned\x07.x"
 CLEAR = "tmp/\x1b[2J\x1b[Hcleared"
@@ -40,24 +39,7 @@ RAW = ("\x1b", "\x07", "\r", "\u202e")
 
 def hostile_archive(folder: Path, name: str = "hostile.tar") -> Path:
     """The reverse-shell fixture with four hostile file names in its rootfs diff."""
-    src = archive_path(PAYMENTS)
-    with tarfile.open(src) as outer:
-        member = outer.extractfile("rootfs-diff.tar")
-        assert member is not None
-        original = member.read()
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=io.BytesIO(original)) as tin, \
-            tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tout:
-        for info in tin:
-            tout.addfile(info, tin.extractfile(info) if info.isfile() else None)
-        for path in HOSTILE:
-            data = b"#!/bin/sh\necho owned\n"
-            info = tarfile.TarInfo(path)
-            info.size, info.mode, info.mtime = len(data), 0o755, 1795935000
-            tout.addfile(info, io.BytesIO(data))
-    dst = folder / name
-    rebuild_tar(src, str(dst), replace={"rootfs-diff.tar": buffer.getvalue()})
-    return dst
+    return planted(folder, HOSTILE, name, tarfile.PAX_FORMAT)
 
 
 def csi(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[str, str]:
