@@ -112,7 +112,7 @@ def _checkpoint(request: CaptureRequest, settings: Settings, work: str,
     target = request.target
     if target.backend == "podman":
         from forensics.capture import podman
-        from forensics.storage.api import csi_home
+        from forensics.paths import csi_home
 
         say("checkpoint", f"podman container {target.container}")
         # under the csi home, not the work dir: a kept archive (or one whose push failed)

@@ -33,19 +33,13 @@ log = logging.getLogger("csi.receiver")
 SIGNATURE_PREFIX = "sha256="
 
 
-def warn_if_exposed(path: str, what: str) -> None:
-    """A secret others may read is still used (a Kubernetes Secret is often 0644 through
-    its volume's defaultMode), but never silently."""
-    warn_if_readable(path, what)
-
-
 def read_secret(path: str, what: str) -> bytes:
     try:
         secret = Path(path).read_bytes().strip()
     except OSError as exc:
         raise UsageError(f"{what} {path}: cannot read it", why=exc.strerror or str(exc)
                          ) from None
-    warn_if_exposed(path, what)
+    warn_if_readable(path, what)  # used all the same (a Secret volume is often 0644)
     if len(secret) < 16:
         raise UsageError(f"{what} {path}: the secret is {len(secret)} bytes; use at least 16")
     return secret
@@ -123,7 +117,7 @@ def server_ssl_context(cert: str, key: str, client_ca: str | None) -> ssl.SSLCon
     """TLS for the listener; with ``client_ca`` a client certificate is required (mTLS)."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    warn_if_exposed(key, "tls_key")
+    warn_if_readable(key, "tls_key")
     try:
         context.load_cert_chain(cert, key)
         if client_ca:
